@@ -1,0 +1,101 @@
+"""The `cloudml` command line.
+
+`cloudml plan <stack>` / `cloudml plan --all`: the offline plan. Exit status 0 when every stack
+plans cleanly, 1 when a mandatory policy is violated, 2 when a stack's config is invalid (the
+message names every problem; no traceback), 3 on an internal error.
+`cloudml contract`: the stack contract reference (Markdown), generated from components/spec.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from cloudml.plan import Planner, StackConfigError, StackPlan, plan_json, write_plan
+from cloudml.report import print_plan
+from cloudml.stackfile import list_stacks
+
+EXIT_OK, EXIT_POLICY, EXIT_CONFIG, EXIT_INTERNAL = 0, 1, 2, 3
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="cloudml: a GPU ML platform on AWS, as Pulumi code.")
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.callback()
+def main() -> None:
+    """cloudml: plan and inspect platform and team stacks."""
+
+
+@app.command()
+def plan(
+    stack: str | None = typer.Argument(None, help="Stack to plan (the <stack> of stacks/Pulumi.<stack>.yaml)."),
+    all_stacks: bool = typer.Option(False, "--all", help="Plan every stack in the stacks directory."),
+    stacks_dir: Path = typer.Option(Path("stacks"), "--stacks-dir", help="Where the Pulumi.<stack>.yaml files are."),
+    out: Path = typer.Option(Path("out"), "--out", help="Write out/<stack>/plan.json and manifests/ here."),
+    output_format: Format = typer.Option(Format.text, "--format", help="text for people, json for CI (stdout)."),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an internal error."),
+) -> None:
+    """Show what a stack would create, offline: no cloud credentials, no Pulumi CLI."""
+    # Wide enough that resource names do not wrap in CI logs; a terminal keeps its own width.
+    console = Console(stderr=output_format is Format.json, highlight=False, width=None if sys.stdout.isatty() else 160)
+    errors = Console(stderr=True, highlight=False)
+    if all_stacks == (stack is not None):
+        errors.print("Name one stack, or pass --all (not both).")
+        raise typer.Exit(EXIT_CONFIG)
+    names = list_stacks(stacks_dir) if all_stacks else [stack]
+    if not names:
+        errors.print(f"No stack files (Pulumi.<stack>.yaml) in {stacks_dir}.")
+        raise typer.Exit(EXIT_CONFIG)
+    planner = Planner(stacks_dir)
+    plans: list[StackPlan] = []
+    failures: list[dict] = []
+    status = EXIT_OK
+    for name in names:
+        try:
+            result = planner.plan(name)
+        except StackConfigError as error:
+            status = max(status, EXIT_CONFIG)
+            failures.append({"stack": error.stack, "problems": [vars(p) for p in error.error.problems]})
+            errors.print(f"[red]stack {error.stack}:[/red] {error.error.render()}", soft_wrap=True, markup=True)
+            continue
+        except Exception as error:  # noqa: BLE001 - a bug, not bad input: short message, traceback on --debug
+            if debug:
+                raise
+            errors.print(f"internal error while planning {name}: {type(error).__name__}: {error}\n"
+                         "Re-run with --debug for the traceback and report it.", soft_wrap=True, markup=False)
+            raise typer.Exit(EXIT_INTERNAL) from None
+        folder = write_plan(result, out)
+        plans.append(result)
+        if any(f["level"] == "mandatory" for f in result.findings):
+            status = max(status, EXIT_POLICY) if status != EXIT_CONFIG else status
+        if output_format is Format.text:
+            print_plan(console, result, str(folder))
+            console.print()
+    if output_format is Format.json:
+        if not all_stacks and plans:
+            sys.stdout.write(plan_json(plans[0]))
+        else:
+            document = {"stacks": [p.to_json() for p in plans], "invalid": failures}
+            sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    raise typer.Exit(status)
+
+
+@app.command()
+def contract() -> None:
+    """Print the stack contract reference (Markdown) generated from components/spec.py."""
+    from cloudml.contract_doc import contract_markdown
+
+    sys.stdout.write(contract_markdown())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

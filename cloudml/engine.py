@@ -1,0 +1,84 @@
+"""Run the cloudml Pulumi program in-process under mocks and collect what it declared.
+
+`run_program` configures Pulumi's mock runtime for one stack (project `cloudml`, the stack's config
+and secret keys), runs `components.program.run` inside a stack resource exactly as `pulumi preview`
+would, waits for every output to settle, and returns the recorded registrations and stack outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import pulumi
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_in_stack
+
+from cloudml.mocks import CloudMocks, RecordingMonitor, Registration
+from cloudml.stackfile import PROJECT, StackFile
+from components import program
+from components.errors import ConfigError
+
+
+@dataclass
+class ProgramRun:
+    """What one run of the program declared."""
+
+    registrations: list[Registration]
+    outputs: dict  # deserialized; secrets still wrapped (see mocks.redact / mocks.unwrap)
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def run_program(stack: StackFile, stack_references: dict[str, tuple[dict, list[str]]] | None = None) -> ProgramRun:
+    """Run the program for `stack`; raise ConfigError for bad config, anything else for bugs."""
+    mocks = CloudMocks(stack=stack.name, region=str(stack.config.get("aws:region", "us-west-2")),
+                       stack_references=stack_references or {})
+    monitor = RecordingMonitor(mocks)
+    logger = logging.getLogger(f"cloudml.plan.{stack.name}")
+    logger.propagate = False
+    collect = _Collect()
+    logger.handlers = [collect]
+    # The loop must exist before set_mocks: the runtime binds the tasks it starts to the current loop.
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        # set_mocks makes a root stack of its own when none is active, and run_in_stack below must
+        # make the one that collects `pulumi.export`s: keep a placeholder root active meanwhile.
+        placeholder = pulumi_settings.ROOT.set(object())  # type: ignore[arg-type]
+        try:
+            pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack.name, preview=True, monitor=monitor, logger=logger)
+        finally:
+            pulumi_settings.ROOT.reset(placeholder)
+        pulumi.runtime.set_all_config(stack.pulumi_config(), stack.secret_keys)
+        loop.run_until_complete(run_in_stack(program.run))
+    except Exception as error:  # noqa: BLE001 - re-raised below, as the ConfigError it hides if any
+        config_error = _find_config_error(error)
+        if config_error is not None:
+            raise config_error from None
+        raise
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    return ProgramRun(registrations=monitor.registrations, outputs=monitor.stack_outputs, warnings=collect.messages)
+
+
+def _find_config_error(error: BaseException) -> ConfigError | None:
+    """A ConfigError raised inside an apply reaches us wrapped; find it in the chain."""
+    seen = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConfigError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

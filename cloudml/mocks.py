@@ -1,0 +1,207 @@
+"""Pulumi mocks for the offline plan: echo inputs, synthesize what real providers would return.
+
+`CloudMocks` answers resource registrations and invokes with deterministic, realistic values (ids,
+ARNs, endpoints, OIDC issuer, autonamed physical names) so downstream code runs unchanged; a team
+stack's StackReference returns the planned platform's outputs. `RecordingMonitor` keeps what the
+program asked for — type, name, parent, inputs, protect/retain flags, dependencies — which is what
+the plan reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
+
+from components.errors import SECRET_DISPLAY
+
+ACCOUNT_ID = "111122223333"
+
+
+class UnknownInvoke(Exception):
+    """The program called a data source the offline plan cannot answer."""
+
+
+def _digest(*parts: str, length: int = 17) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+@dataclass
+class CloudMocks(pulumi.runtime.Mocks):
+    """Deterministic stand-ins for the AWS, Kubernetes and Pulumi providers."""
+
+    stack: str
+    region: str = "us-west-2"
+    # name of the referenced stack -> its outputs and the names of its secret outputs
+    stack_references: dict[str, tuple[dict, list[str]]] = field(default_factory=dict)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        typ, name, inputs = args.typ, args.name, dict(args.inputs)
+        if typ == "pulumi:pulumi:StackReference":
+            ref = inputs.get("name") or name
+            if ref not in self.stack_references:
+                raise KeyError(f"the plan has no outputs for referenced stack {ref!r}")
+            outputs, secret_names = self.stack_references[ref]
+            return f"{ref}", {"name": ref, "outputs": outputs, "secretOutputNames": secret_names}
+        if not args.custom:
+            return None, inputs
+        state = dict(inputs)
+        if typ.startswith("aws:"):
+            return self._aws(typ, name, state)
+        if typ.startswith("kubernetes:"):
+            return f"{name}-id", state
+        if typ == "random:index/randomPassword:RandomPassword":
+            state.setdefault("result", "x" * int(inputs.get("length", 32)))
+            return f"{name}-id", state
+        return f"{name}-id", state
+
+    def _aws(self, typ: str, name: str, state: dict) -> tuple[str, dict]:
+        service = typ.split(":")[1].split("/")[0]
+        resource = typ.rsplit(":", 1)[-1]
+        physical = state.get("name") or f"{name}-{_digest(typ, name, length=7)}"
+        state.setdefault("name", physical)
+        state.setdefault("arn", f"arn:aws:{service}:{self.region}:{ACCOUNT_ID}:{resource.lower()}/{physical}")
+        state.setdefault("tagsAll", state.get("tags") or {})
+        rid = physical
+        if typ == "aws:ec2/vpc:Vpc":
+            rid = f"vpc-{_digest(typ, name)}"
+        elif typ == "aws:ec2/subnet:Subnet":
+            rid = f"subnet-{_digest(typ, name)}"
+        elif typ == "aws:kms/key:Key":
+            rid = f"{_digest(typ, name, length=8)}-0000-4000-8000-{_digest(name, length=12)}"
+            state["keyId"] = rid
+            state["arn"] = f"arn:aws:kms:{self.region}:{ACCOUNT_ID}:key/{rid}"
+        elif typ == "aws:iam/role:Role":
+            state["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:role/{physical}"
+            state.setdefault("uniqueId", f"AROA{_digest(name, length=17).upper()}")
+        elif typ == "aws:eks/cluster:Cluster":
+            oidc = _digest(physical, length=32).upper()
+            state.update({
+                "arn": f"arn:aws:eks:{self.region}:{ACCOUNT_ID}:cluster/{physical}",
+                "endpoint": f"https://{oidc}.gr7.{self.region}.eks.amazonaws.com",
+                "certificateAuthority": {"data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="},
+                "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{self.region}.amazonaws.com/id/{oidc}"}]}],
+                "status": "ACTIVE",
+                "platformVersion": "eks.1",
+            })
+        elif typ == "aws:eks/nodeGroup:NodeGroup":
+            rid = f"{state.get('clusterName')}:{physical}"
+            state["resources"] = [{"autoscalingGroups": [{"name": f"eks-{physical}-{_digest(name, length=8)}"}]}]
+            state["status"] = "ACTIVE"
+        return rid, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        token = args.token
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            names = [f"{self.region}{z}" for z in "abcdef"]
+            return {"id": self.region, "names": names, "zoneIds": [f"usw2-az{i + 1}" for i in range(6)]}
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/plan", "userId": "AIDAPLAN", "id": ACCOUNT_ID}
+        if token == "aws:index/getRegion:getRegion":
+            return {"name": self.region, "region": self.region, "id": self.region}
+        if token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+        raise UnknownInvoke(f"the offline plan cannot answer the data source {token}; add it to cloudml/mocks.py")
+
+
+@dataclass
+class Registration:
+    """One resource as the program declared it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    inputs: dict
+    protect: bool
+    retain_on_delete: bool
+    depends_on: list[str]
+    provider: str
+    ignore_changes: list[str]
+    read: bool = False  # an existing resource the program reads (StackReference), not one it creates
+
+
+class RecordingMonitor(MockMonitor):
+    """A mock monitor that keeps every registration and the stack's outputs."""
+
+    def __init__(self, mocks: CloudMocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+        self.stack_outputs: dict = {}
+        self.stack_urn = ""
+
+    def RegisterResource(self, request):  # noqa: N802 - the gRPC method name
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            self.stack_urn = response.urn
+            return response
+        self.registrations.append(Registration(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent,
+            custom=bool(request.custom),
+            inputs=rpc.deserialize_properties(request.object),
+            protect=bool(request.protect),
+            retain_on_delete=bool(request.retainOnDelete),
+            depends_on=sorted(request.dependencies),
+            provider=request.provider,
+            ignore_changes=list(request.ignoreChanges),
+        ))
+        return response
+
+    def ReadResource(self, request):  # noqa: N802 - the gRPC method name
+        # Reads (StackReference, `.get()`) are part of what a stack depends on: record them too.
+        response = super().ReadResource(request)
+        self.registrations.append(Registration(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent,
+            custom=True,
+            inputs=rpc.deserialize_properties(request.properties),
+            protect=False,
+            retain_on_delete=False,
+            depends_on=sorted(request.dependencies),
+            provider=request.provider,
+            ignore_changes=[],
+            read=True,
+        ))
+        return response
+
+    def RegisterResourceOutputs(self, request):  # noqa: N802 - the gRPC method name
+        if request.urn == self.stack_urn:
+            self.stack_outputs = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
+
+def redact(value: Any) -> Any:
+    """A deserialized property tree with every secret replaced by the placeholder and whole
+    numbers back as ints (gRPC carries every number as a double)."""
+    if rpc.is_rpc_secret(value):
+        return SECRET_DISPLAY
+    return _map(value, redact)
+
+
+def unwrap(value: Any) -> Any:
+    """The plain value of a deserialized property tree (secrets unwrapped; for internal use)."""
+    return _map(rpc.unwrap_rpc_secret(value), unwrap)
+
+
+def _map(value: Any, again) -> Any:
+    if isinstance(value, dict):
+        return {k: again(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [again(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def secret_names(outputs: dict) -> list[str]:
+    return sorted(k for k, v in outputs.items() if rpc.is_rpc_secret(v))

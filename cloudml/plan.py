@@ -1,0 +1,297 @@
+"""`cloudml plan`: what a stack would create, computed offline.
+
+`Planner.plan(stack)` loads `stacks/Pulumi.<stack>.yaml`, validates it, plans the referenced
+platform stack first for a team stack (its outputs feed the StackReference and the cross-stack
+checks), runs the program under mocks, expands every ConfigGroup into the Kubernetes objects it
+holds, and computes the GPU budget. `write_plan` writes `plan.json` (stable ordering) and one
+manifest file per component or workload.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cloudml.engine import run_program
+from cloudml.mocks import Registration, redact, secret_names, unwrap
+from cloudml.stackfile import PROJECT, StackFile, load_stack_file, stack_path
+from components import platform_view as pv
+from components.errors import ConfigError, ConfigProblem, display_value
+from components.spec import (
+    PLATFORM_KEY,
+    TEAM_KEY,
+    PlatformSpec,
+    TeamSpec,
+    load_platform,
+    load_team,
+    requested_gpus,
+)
+from components.team import unrendered_kind_problems
+
+PLAN_SCHEMA_VERSION = 1
+CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
+_TOP_KEYS = ("apiVersion", "kind", "metadata", "spec", "data", "stringData")
+
+
+class StackConfigError(Exception):
+    """A stack's config is invalid; carries the stack's name with the problems."""
+
+    def __init__(self, stack: str, error: ConfigError):
+        self.stack = stack
+        self.error = error
+        super().__init__(f"stack {stack}: {error.render()}")
+
+
+@dataclass
+class ManifestObject:
+    """One Kubernetes object the stack would create, and the manifest file it is written to."""
+
+    file: str
+    source: str  # URN of the resource that holds it
+    object: dict
+
+
+@dataclass
+class StackPlan:
+    """Everything `cloudml plan` reports about one stack."""
+
+    stack: str
+    kind: str
+    resources: list[dict]
+    objects: list[ManifestObject]
+    outputs: dict  # secrets redacted
+    warnings: list[str]
+    gpu_budget: dict
+    findings: list[dict] = field(default_factory=list)
+    plain_outputs: dict = field(default_factory=dict, repr=False)  # for a team's StackReference only
+    secret_outputs: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "schemaVersion": PLAN_SCHEMA_VERSION,
+            "project": PROJECT,
+            "stack": self.stack,
+            "kind": self.kind,
+            "summary": summary(self),
+            "resources": self.resources,
+            "kubernetesObjects": [
+                {"file": o.file, "source": o.source, "object": o.object} for o in self.objects
+            ],
+            "outputs": self.outputs,
+            "gpuBudget": self.gpu_budget,
+            "warnings": self.warnings,
+            "findings": self.findings,
+        }
+
+
+def summary(plan: StackPlan) -> dict:
+    by_type: dict[str, int] = {}
+    for record in plan.resources:
+        by_type[record["type"]] = by_type.get(record["type"], 0) + 1
+    kinds: dict[str, int] = {}
+    for item in plan.objects:
+        kinds[item.object.get("kind", "?")] = kinds.get(item.object.get("kind", "?"), 0) + 1
+    return {
+        "resources": len(plan.resources),
+        "resourcesByType": dict(sorted(by_type.items())),
+        "kubernetesObjects": len(plan.objects),
+        "kubernetesObjectsByKind": dict(sorted(kinds.items())),
+        "protected": sum(1 for r in plan.resources if r["protect"]),
+    }
+
+
+class Planner:
+    """Plans stacks from one stacks directory; each stack is planned at most once."""
+
+    def __init__(self, stacks_dir: Path):
+        self.stacks_dir = stacks_dir
+        self._plans: dict[str, StackPlan] = {}
+
+    def plan(self, name: str) -> StackPlan:
+        if name not in self._plans:
+            try:
+                stack = load_stack_file(self.stacks_dir, name)
+                if stack.kind == "platform":
+                    self._plans[name] = self._plan_platform(stack)
+                else:
+                    self._plans[name] = self._plan_team(stack)
+            except ConfigError as error:
+                raise StackConfigError(name, error) from None
+        return self._plans[name]
+
+    def _plan_platform(self, stack: StackFile) -> StackPlan:
+        spec = load_platform(stack.config.get(PLATFORM_KEY))
+        run = run_program(stack)  # the program logs the platform's warnings; the run collects them
+        return _build(stack, "platform", run, [], platform_budget(spec))
+
+    def _plan_team(self, stack: StackFile) -> StackPlan:
+        spec = load_team(stack.config.get(TEAM_KEY))
+        platform_plan = self._platform_of(spec)
+        view = pv.PlatformView.from_outputs(platform_plan.plain_outputs, spec.platform_stack)
+        problems = pv.team_platform_problems(spec, view) + unrendered_kind_problems(spec)
+        if problems:
+            raise ConfigError(problems)
+        refs = {spec.platform_stack: (platform_plan.plain_outputs, platform_plan.secret_outputs)}
+        run = run_program(stack, refs)
+        return _build(stack, "team", run, [], team_budget(spec, view))
+
+    def _platform_of(self, spec: TeamSpec) -> StackPlan:
+        """Plan the platform stack a team references (it must be in the same stacks directory)."""
+        path = f"{TEAM_KEY}.platformStack"
+        parts = spec.platform_stack.split("/")
+        if len(parts) == 3 and parts[1] != PROJECT:
+            raise ConfigError([ConfigProblem(
+                path, f"names project {parts[1]}, but platform stacks belong to project {PROJECT}",
+                f"write <org>/{PROJECT}/<stack>", display_value(spec.platform_stack),
+            )])
+        name = spec.platform_stack_name
+        if not stack_path(self.stacks_dir, name).is_file():
+            raise ConfigError([ConfigProblem(
+                path, f"names stack {name}, which has no {stack_path(self.stacks_dir, name)}",
+                "point platformStack at a platform stack defined in stacks/ (e.g. organization/cloudml/platform-dev)",
+                display_value(spec.platform_stack),
+            )])
+        try:
+            platform_plan = self.plan(name)
+        except StackConfigError as error:
+            raise ConfigError([ConfigProblem(
+                path, f"names platform stack {name}, whose config is invalid ({len(error.error.problems)} problem(s))",
+                f"fix stack {name} first: cloudml plan {name}", display_value(spec.platform_stack),
+            )]) from None
+        if platform_plan.kind != "platform":
+            raise ConfigError([ConfigProblem(
+                path, f"names stack {name}, which is a team stack", "point it at a platform stack",
+                display_value(spec.platform_stack),
+            )])
+        return platform_plan
+
+
+def _build(stack: StackFile, kind: str, run, warnings: list[str], budget: dict) -> StackPlan:
+    by_urn = {r.urn: r for r in run.registrations}
+    resources = sorted((_record(r) for r in run.registrations), key=lambda r: r["urn"])
+    objects = []
+    for registration in sorted(run.registrations, key=lambda r: r.urn):
+        for obj in _kubernetes_objects(registration):
+            objects.append(ManifestObject(_manifest_file(registration, by_urn), registration.urn, obj))
+    return StackPlan(
+        stack=stack.name,
+        kind=kind,
+        resources=resources,
+        objects=objects,
+        outputs=redact(run.outputs),
+        warnings=[*warnings, *run.warnings],
+        gpu_budget=budget,
+        plain_outputs=unwrap(run.outputs),
+        secret_outputs=secret_names(run.outputs),
+    )
+
+
+def _record(registration: Registration) -> dict:
+    return {
+        "urn": registration.urn,
+        "type": registration.type,
+        "name": registration.name,
+        "parent": registration.parent,
+        "custom": registration.custom,
+        "read": registration.read,
+        "protect": registration.protect,
+        "retainOnDelete": registration.retain_on_delete,
+        "dependsOn": registration.depends_on,
+        "ignoreChanges": registration.ignore_changes,
+        "inputs": redact(registration.inputs),
+    }
+
+
+def _kubernetes_objects(registration: Registration) -> list[dict]:
+    if registration.type == CONFIG_GROUP:
+        return [ordered(o) for o in redact(registration.inputs.get("objs") or [])]
+    group = registration.type.split(":")
+    if group[0] == "kubernetes" and registration.custom and not group[1].startswith("yaml") and group[1] != "helm.sh/v3":
+        return [ordered(redact(registration.inputs))]
+    return []
+
+
+def _manifest_file(registration: Registration, by_urn: dict[str, Registration]) -> str:
+    """A ConfigGroup gets a file of its own; other Kubernetes resources go with their component."""
+    if registration.type == CONFIG_GROUP:
+        return f"{registration.name}.yaml"
+    parent = by_urn.get(registration.parent)
+    return f"{parent.name if parent else registration.name}.yaml"
+
+
+def ordered(obj: Any, top: bool = True) -> Any:
+    """Canonical key order: apiVersion, kind, metadata, spec first at the top, the rest sorted."""
+    if isinstance(obj, dict):
+        keys = sorted(obj, key=lambda k: (_TOP_KEYS.index(k) if top and k in _TOP_KEYS else len(_TOP_KEYS), k))
+        return {k: ordered(obj[k], top=False) for k in keys}
+    if isinstance(obj, list):
+        return [ordered(v, top=False) for v in obj]
+    return obj
+
+
+# --- GPU budget -------------------------------------------------------------------------------
+
+
+def platform_budget(spec: PlatformSpec) -> dict:
+    pools = {
+        p.name: {
+            "gpuType": p.gpu_type,
+            "capacity": p.capacity,
+            "gpusPerNode": p.schedulable_gpus_per_node,
+            "minNodes": p.min,
+            "maxNodes": p.max,
+            "maxGpus": p.max * p.schedulable_gpus_per_node,
+        }
+        for p in spec.gpu_pools
+    }
+    quotas = {t: tenant.gpu_quota for t, tenant in sorted(spec.teams.items())}
+    capacity = spec.pool_capacity_gpus()
+    return {"pools": pools, "teamQuotas": quotas, "capacityGpus": capacity,
+            "quotaGpus": sum(quotas.values()), "oversubscribedBy": max(0, sum(quotas.values()) - capacity)}
+
+
+def team_budget(spec: TeamSpec, view: pv.PlatformView) -> dict:
+    workloads = {}
+    for w in spec.workloads:
+        gpus = requested_gpus(w)
+        workloads[w.name] = {"gpus": gpus, "gpuType": (w.gpu_type or spec.defaults.gpu_type) if gpus else None}
+    tenancy = view.teams.get(spec.name)
+    quota = tenancy.gpu_quota if tenancy else 0
+    total = sum(w["gpus"] for w in workloads.values())
+    return {"workloads": workloads, "requestedGpus": total, "quotaGpus": quota, "headroomGpus": quota - total}
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def write_plan(plan: StackPlan, out_dir: Path) -> Path:
+    """Write out/<stack>/plan.json and out/<stack>/manifests/*.yaml; return the stack's folder."""
+    folder = out_dir / plan.stack
+    manifests = folder / "manifests"
+    if manifests.exists():
+        shutil.rmtree(manifests)  # no stale manifest may survive a re-plan
+    manifests.mkdir(parents=True)
+    (folder / "plan.json").write_text(plan_json(plan), encoding="utf-8")
+    for file, objs in manifest_files(plan).items():
+        (manifests / file).write_text(objs, encoding="utf-8")
+    return folder
+
+
+def plan_json(plan: StackPlan) -> str:
+    return json.dumps(plan.to_json(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+
+def manifest_files(plan: StackPlan) -> dict[str, str]:
+    """file name -> YAML text of every object in it, in plan order."""
+    files: dict[str, list[dict]] = {}
+    for item in plan.objects:
+        files.setdefault(item.file, []).append(item.object)
+    return {
+        name: yaml.safe_dump_all(objs, sort_keys=False, allow_unicode=True, width=1000)
+        for name, objs in sorted(files.items())
+    }

@@ -1,0 +1,90 @@
+"""The human-readable side of `cloudml plan`: a resource tree by component, the GPU budget,
+warnings and policy findings."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.tree import Tree
+
+from cloudml.plan import StackPlan, summary
+
+
+def print_plan(console: Console, plan: StackPlan, folder: str) -> None:
+    info = summary(plan)
+    console.print(
+        f"[bold]Plan for stack {plan.stack}[/bold] ({plan.kind}): what `pulumi preview` would create, "
+        "computed offline under mocks"
+    )
+    console.print(resource_tree(plan))
+    protected = f", {info['protected']} protected" if info["protected"] else ""
+    console.print(
+        f"{info['resources']} resources{protected}; {info['kubernetesObjects']} Kubernetes objects "
+        f"({', '.join(f'{n} {k}' for k, n in info['kubernetesObjectsByKind'].items()) or 'none'})"
+    )
+    print_budget(console, plan)
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+    for finding in plan.findings:
+        console.print(f"[red]{finding['level']}:[/red] {finding['policy']}: {finding['message']}", soft_wrap=True)
+    console.print(f"Wrote {folder}/plan.json and {folder}/manifests/", soft_wrap=True)
+
+
+def resource_tree(plan: StackPlan) -> Tree:
+    """Resources nested under their parents, each component with the count of what it holds."""
+    children: dict[str, list[dict]] = {}
+    for record in plan.resources:
+        children.setdefault(record["parent"], []).append(record)
+    objects_by_source: dict[str, list[str]] = {}
+    for item in plan.objects:
+        meta = item.object.get("metadata", {})
+        objects_by_source.setdefault(item.source, []).append(f"{item.object.get('kind')}/{meta.get('name')}")
+
+    def count(urn: str) -> int:
+        return sum(1 + count(c["urn"]) for c in children.get(urn, []))
+
+    def label(record: dict) -> str:
+        text = f"{record['type']} [bold]{record['name']}[/bold]"
+        held = objects_by_source.get(record["urn"])
+        if record["type"].endswith("ConfigGroup"):
+            text += f" ({len(held or [])} Kubernetes objects: {', '.join(held or [])})"
+        elif not record["custom"]:
+            text += f" ({count(record['urn'])} resources)"
+        if record["read"]:
+            text += " (read)"
+        if record["protect"]:
+            text += " [protected]"
+        return text
+
+    def add(node: Tree, urn: str) -> None:
+        for record in sorted(children.get(urn, []), key=lambda r: (r["custom"], r["type"], r["name"])):
+            add(node.add(label(record)), record["urn"])
+
+    known = {r["urn"] for r in plan.resources}
+    root = Tree(f"stack {plan.stack}")
+    for parent in sorted(children):
+        if parent not in known:  # the stack itself
+            add(root, parent)
+    return root
+
+
+def print_budget(console: Console, plan: StackPlan) -> None:
+    budget = plan.gpu_budget
+    if plan.kind == "platform":
+        console.print(
+            f"GPU budget: pools reach {budget['capacityGpus']} GPUs at max size; "
+            f"team quotas total {budget['quotaGpus']}"
+            + (f" (oversubscribed by {budget['oversubscribedBy']})" if budget["oversubscribedBy"] else "")
+        )
+        for name, pool in budget["pools"].items():
+            console.print(
+                f"  pool {name}: {pool['gpuType']} x{pool['gpusPerNode']}/node, {pool['minNodes']}-{pool['maxNodes']} "
+                f"nodes ({pool['capacity']}), up to {pool['maxGpus']} GPUs"
+            )
+    else:
+        console.print(
+            f"GPU budget: workloads request {budget['requestedGpus']} of the team's {budget['quotaGpus']} GPU quota "
+            f"(headroom {budget['headroomGpus']})"
+        )
+        for name, w in budget["workloads"].items():
+            if w["gpus"]:
+                console.print(f"  {name}: {w['gpus']} x {w['gpuType']}")

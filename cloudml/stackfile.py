@@ -1,0 +1,114 @@
+"""Reading `stacks/Pulumi.<stack>.yaml` the way Pulumi would, for the offline plan.
+
+`secure:` values cannot be decrypted offline (that needs the stack's secrets provider); they are
+replaced by the placeholder `[secret]` and the config key is marked secret, so a secret never
+reaches stdout, plan.json or a manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.errors import SECRET_DISPLAY, ConfigError, ConfigProblem, display_value
+from components.spec import PLATFORM_KEY, TEAM_KEY
+
+PROJECT = "cloudml"
+_KNOWN_CLOUDML_KEYS = (PLATFORM_KEY, TEAM_KEY)
+_TOP_LEVEL_KEYS = {"config", "encryptionsalt", "secretsprovider", "encryptedkey", "environment"}
+
+
+@dataclass
+class StackFile:
+    """One stack's config as Pulumi would hand it to the program."""
+
+    name: str
+    path: Path
+    config: dict[str, Any]  # "namespace:key" -> value (secure values replaced by the placeholder)
+    secret_keys: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return "platform" if PLATFORM_KEY in self.config else "team"
+
+    def pulumi_config(self) -> dict[str, str]:
+        """The config map for `pulumi.runtime.set_all_config`: strings, objects as JSON."""
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in self.config.items()}
+
+
+def stack_path(stacks_dir: Path, name: str) -> Path:
+    return stacks_dir / f"Pulumi.{name}.yaml"
+
+
+def list_stacks(stacks_dir: Path) -> list[str]:
+    """Every stack with a config file in `stacks_dir`, platform stacks first (teams need them)."""
+    names = [p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml")]
+    return sorted(names, key=lambda n: (not n.startswith("platform"), n))
+
+
+def load_stack_file(stacks_dir: Path, name: str) -> StackFile:
+    """Read and check one stack file; ConfigError with every problem on bad input."""
+    path = stack_path(stacks_dir, name)
+    if not path.is_file():
+        known = ", ".join(list_stacks(stacks_dir)) or "none"
+        raise ConfigError([ConfigProblem(
+            str(path), "no such stack file", f"create it, or plan one of the stacks in {stacks_dir}: {known}"
+        )])
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([ConfigProblem(
+            str(path), f"is not valid YAML{where}: {getattr(error, 'problem', error)}", "fix the YAML syntax"
+        )]) from None
+    document = document or {}
+    problems = []
+    if not isinstance(document, dict):
+        raise ConfigError([ConfigProblem(str(path), "must be a YAML mapping with a `config:` key", "add `config:`")])
+    for key in sorted(set(document) - _TOP_LEVEL_KEYS):
+        problems.append(ConfigProblem(
+            f"{path.name}: {key}", "unknown top-level key", f"remove it; Pulumi stack files have {', '.join(sorted(_TOP_LEVEL_KEYS))}"
+        ))
+    raw_config = document.get("config") or {}
+    if not isinstance(raw_config, dict):
+        problems.append(ConfigProblem(f"{path.name}: config", "must be a mapping of namespace:key to values", "fix `config:`"))
+        raw_config = {}
+    config, secret_keys = {}, []
+    for key, value in raw_config.items():
+        if not isinstance(key, str) or ":" not in key:
+            problems.append(ConfigProblem(
+                str(key), "config keys must be namespaced", f"write `{PROJECT}:{key}` (or the provider's namespace, e.g. aws:region)"
+            ))
+            continue
+        if key.startswith(f"{PROJECT}:") and key not in _KNOWN_CLOUDML_KEYS:
+            problems.append(ConfigProblem(
+                key, "unknown key", f"use {PLATFORM_KEY} (platform stacks) or {TEAM_KEY} (team stacks)", display_value(key)
+            ))
+            continue
+        cleaned, has_secret = _strip_secure(value)
+        config[key] = cleaned
+        if has_secret:
+            secret_keys.append(key)
+    if PLATFORM_KEY in config and "aws:region" not in config:
+        problems.append(ConfigProblem("aws:region", "is required for a platform stack", "add `aws:region: us-west-2` (your region)"))
+    if problems:
+        raise ConfigError(problems)
+    return StackFile(name=name, path=path, config=config, secret_keys=sorted(secret_keys))
+
+
+def _strip_secure(value: Any) -> tuple[Any, bool]:
+    """Replace every `{secure: ...}` node with the placeholder; report whether there was one."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return SECRET_DISPLAY, True
+        pairs = [(k, _strip_secure(v)) for k, v in value.items()]
+        return {k: v for k, (v, _) in pairs}, any(s for _, (_, s) in pairs)
+    if isinstance(value, list):
+        items = [_strip_secure(v) for v in value]
+        return [v for v, _ in items], any(s for _, s in items)
+    return value, False

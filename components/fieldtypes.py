@@ -1,0 +1,173 @@
+"""Constrained value types of the stack contract, each with a message that says how to fix it.
+
+Every check raises `problem(message, fix)`, which `components.errors.from_pydantic` turns into a
+ConfigProblem naming the config path and the bad value.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator, Field, Strict
+from pydantic_core import PydanticCustomError
+
+DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_QUALIFIED_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CPU = re.compile(r"(\d+(\.\d{1,3})?|\d+m)")
+_MEMORY = re.compile(r"\d+(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?")
+# A container image reference: [registry[:port]/]path[:tag][@sha256:digest]
+_IMAGE = re.compile(
+    r"([a-z0-9.-]+(:\d+)?/)?[a-z0-9]+([._/-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?"
+)
+_IAM_PRINCIPAL = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+_DURATION_PART = re.compile(r"(\d+)([smhd])")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+")
+_CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+_RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", "cloudml.io/", "kubernetes.io/", "k8s.io/")
+
+
+def problem(message: str, fix: str) -> PydanticCustomError:
+    """A validation error whose message and fix reach the user as written."""
+    return PydanticCustomError("cloudml", "{message}", {"message": message, "fix": fix})
+
+
+def dns_label(max_length: int, what: str):
+    """A Kubernetes DNS-1123 label of at most `max_length` characters (shorter than 63 where
+    cloudml appends suffixes to build object names)."""
+
+    def check(value: str) -> str:
+        if len(value) > max_length:
+            raise problem(
+                f"is {len(value)} characters long; a {what} may have at most {max_length}",
+                f"shorten it to {max_length} characters or fewer",
+            )
+        if not DNS1123_LABEL.fullmatch(value):
+            raise problem(
+                f"is not a valid {what}",
+                "use lower-case letters, digits and '-', starting and ending with a letter or digit "
+                "(Kubernetes DNS-1123 label)",
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _check_env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise problem("is not a valid environment variable name", "use letters, digits and '_', not starting with a digit")
+    if value.startswith("CLOUDML_") or value == "TF_CONFIG":
+        raise problem("is set by cloudml itself", "choose a name that does not start with CLOUDML_ and is not TF_CONFIG")
+    return value
+
+
+def _check_label_key(value: str) -> str:
+    prefix, _, name = value.rpartition("/")
+    if (
+        len(name) > 63
+        or not _QUALIFIED_NAME.fullmatch(name)
+        or (prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix)))
+    ):
+        raise problem(
+            "is not a valid Kubernetes label or annotation key",
+            "use an optional DNS prefix and '/', then up to 63 letters, digits, '-', '_' or '.'",
+        )
+    if value.startswith(_RESERVED_LABEL_PREFIXES):
+        raise problem(
+            "uses a prefix that cloudml or Kubernetes manages",
+            f"use your own prefix, not one of {', '.join(_RESERVED_LABEL_PREFIXES)}",
+        )
+    return value
+
+
+def _check_label_value(value: str) -> str:
+    if value and (len(value) > 63 or not _QUALIFIED_NAME.fullmatch(value)):
+        raise problem(
+            "is not a valid Kubernetes label value",
+            "use up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+        )
+    return value
+
+
+def _check_cpu(value: str) -> str:
+    if not _CPU.fullmatch(value) or _quantity_is_zero(value):
+        raise problem("is not a CPU quantity", "write whole or fractional cores (\"4\", \"0.5\") or millicores (\"500m\")")
+    return value
+
+
+def _check_memory(value: str) -> str:
+    if not _MEMORY.fullmatch(value) or _quantity_is_zero(value):
+        raise problem("is not a memory quantity", "write a number with a binary unit, such as \"512Mi\" or \"16Gi\"")
+    return value
+
+
+def _quantity_is_zero(value: str) -> bool:
+    digits = re.match(r"[\d.]+", value)
+    return digits is not None and float(digits.group(0)) == 0
+
+
+def _check_image(value: str) -> str:
+    if not _IMAGE.fullmatch(value):
+        raise problem(
+            "is not a container image reference",
+            "write registry/repository:tag, e.g. 111122223333.dkr.ecr.us-west-2.amazonaws.com/trainer:1.4.0",
+        )
+    return value
+
+
+def _check_iam_principal(value: str) -> str:
+    if not _IAM_PRINCIPAL.fullmatch(value):
+        raise problem("is not an IAM role or user ARN", "write arn:aws:iam::<12-digit account>:role/<name>")
+    return value
+
+
+def _check_email(value: str) -> str:
+    if not _EMAIL.fullmatch(value):
+        raise problem("is not an email address", "write name@example.com")
+    return value
+
+
+def parse_duration(value: object) -> object:
+    """`90s`, `30m`, `2h`, `1d`, `1h30m` or a whole number of seconds -> seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise problem("is not a duration", "write a duration such as 90s, 30m, 2h, 1d or 1h30m")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        text = value.strip()
+        if not text or _DURATION_PART.sub("", text) != "":
+            raise problem("is not a duration", "write a duration such as 90s, 30m, 2h, 1d or 1h30m")
+        seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+    if seconds <= 0:
+        raise problem("must be longer than zero", "write a positive duration such as 30m or 2h")
+    return seconds
+
+
+def _check_cron(value: str) -> str:
+    fields = value.split()
+    if value in _CRON_MACROS:
+        return value
+    if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
+        raise problem(
+            "is not a cron schedule",
+            "write five fields (minute hour day-of-month month day-of-week), e.g. \"0 3 * * *\", or @daily",
+        )
+    return value
+
+
+Count = Annotated[int, Strict(), Field(ge=0)]
+PositiveCount = Annotated[int, Strict(), Field(ge=1)]
+EnvName = Annotated[str, AfterValidator(_check_env_name)]
+LabelKey = Annotated[str, AfterValidator(_check_label_key)]
+LabelValue = Annotated[str, AfterValidator(_check_label_value)]
+CpuQuantity = Annotated[str, AfterValidator(_check_cpu)]
+MemoryQuantity = Annotated[str, AfterValidator(_check_memory)]
+Image = Annotated[str, AfterValidator(_check_image)]
+IamPrincipalArn = Annotated[str, AfterValidator(_check_iam_principal)]
+Email = Annotated[str, AfterValidator(_check_email)]
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+CronSchedule = Annotated[str, AfterValidator(_check_cron)]

@@ -1,0 +1,544 @@
+"""The stack contract: pydantic models of `cloudml:platform` and `cloudml:team`, and their loading.
+
+This module is the source of truth for what a stack may say. Every field is typed, described and
+defaulted (or required); unknown keys are errors; names that become Kubernetes names are DNS-1123
+labels. `load_platform` / `load_team` validate raw config and raise one `ConfigError` listing every
+problem with its config path, the bad value and the fix. Rules that span several fields of the
+stack (unique names, references, quota against capacity) run after the field checks pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from ipaddress import IPv4Network
+from typing import Annotated, Any, Literal, Union
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic.alias_generators import to_camel
+
+from components import gpu_catalog
+from components.errors import ConfigError, ConfigProblem, display_value, format_path, from_pydantic
+from components.fieldtypes import (
+    Count,
+    CpuQuantity,
+    CronSchedule,
+    Duration,
+    Email,
+    EnvName,
+    IamPrincipalArn,
+    Image,
+    LabelKey,
+    LabelValue,
+    MemoryQuantity,
+    PositiveCount,
+    dns_label,
+    problem,
+)
+
+PLATFORM_KEY = "cloudml:platform"
+TEAM_KEY = "cloudml:team"
+SUPPORTED_KUBERNETES_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33")
+
+ClusterName = Annotated[str, dns_label(32, "platform name")]
+PoolName = Annotated[str, dns_label(20, "pool name")]
+TeamName = Annotated[str, dns_label(24, "team name")]
+# Workload names get suffixes (JobSet pods: <name>-worker-0-12), so they stay well under 63.
+WorkloadName = Annotated[str, dns_label(40, "workload name")]
+
+
+class Model(BaseModel):
+    """Base of every contract model: camelCase keys, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_name=False,
+        validate_by_alias=True,
+        frozen=True,
+        hide_input_in_errors=False,
+    )
+
+
+# --- platform ---------------------------------------------------------------------------------
+
+
+class NetworkSpec(Model):
+    """Where the cluster lives: a new VPC, or an existing one."""
+
+    vpc_cidr: IPv4Network = Field(IPv4Network("10.40.0.0/16"), description="CIDR of the new VPC (ignored with vpcId).")
+    availability_zones: int = Field(3, ge=2, le=6, description="How many AZs the new VPC spans (2-6).")
+    vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="Use this existing VPC instead of creating one.")
+    private_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
+        default_factory=list, description="Private subnets of the existing VPC (at least 2, in different AZs)."
+    )
+
+    @field_validator("private_subnet_ids")
+    @classmethod
+    def _subnets_need_vpc(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        has_vpc = info.data.get("vpc_id") is not None
+        if has_vpc and len(value) < 2:
+            raise problem("an existing VPC needs at least 2 private subnets", "list the private subnet ids of 2 or more AZs")
+        if value and not has_vpc:
+            raise problem("subnets were given without vpcId", "set network.vpcId to the VPC that holds these subnets")
+        return value
+
+
+class EndpointSpec(Model):
+    """Who can reach the Kubernetes API endpoint."""
+
+    allow_public_internet: bool = Field(
+        False, description="Explicit opt-in to list 0.0.0.0/0 in publicAccessCidrs. Off: the endpoint is never world-open."
+    )
+    public_access_cidrs: list[IPv4Network] = Field(
+        default_factory=list, description="CIDRs allowed to reach a public endpoint. Empty (default): private endpoint only."
+    )
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _no_open_world(cls, value: list[IPv4Network], info: ValidationInfo) -> list[IPv4Network]:
+        if any(c.prefixlen == 0 for c in value) and not info.data.get("allow_public_internet"):
+            raise problem(
+                "0.0.0.0/0 opens the Kubernetes API to the whole internet",
+                "list your office/VPN CIDRs instead, or set endpoint.allowPublicInternet: true to accept the risk",
+            )
+        return value
+
+
+class SystemPoolSpec(Model):
+    """On-demand CPU nodes for cluster add-ons (autoscaler, monitoring, controllers)."""
+
+    instance_type: str = Field("m6i.xlarge", pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", description="EC2 instance type of the system nodes.")
+    min: PositiveCount = Field(2, description="Minimum nodes (at least 1; 2 for availability).")
+    max: PositiveCount = Field(4, description="Maximum nodes.")
+    disk_size_gib: int = Field(50, ge=20, le=1000, description="Encrypted gp3 root volume size in GiB.")
+
+    @field_validator("max")
+    @classmethod
+    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        return _check_max(value, info)
+
+
+class GpuPoolSpec(Model):
+    """One GPU node pool: an EKS managed node group of one GPU model."""
+
+    name: PoolName = Field(description="Pool name; becomes the `cloudml.io/pool` node label.")
+    instance_types: list[str] = Field(
+        min_length=1,
+        description="GPU instance types (several for spot diversity); all must have the same GPU model and count.",
+    )
+    capacity: Literal["on-demand", "spot"] = Field("on-demand", description="EC2 capacity type.")
+    min: Count = Field(0, description="Minimum nodes; 0 (default) lets the pool scale to zero.")
+    max: PositiveCount = Field(description="Maximum nodes; caps the pool's cost.")
+    disk_size_gib: int = Field(200, ge=50, le=4000, description="Encrypted gp3 root volume in GiB (ML images are large).")
+    time_slicing_replicas: int = Field(
+        1, ge=1, le=16, description="Share each GPU between this many pods via device-plugin time-slicing (1: off)."
+    )
+
+    @field_validator("instance_types")
+    @classmethod
+    def _known_same_gpus(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if gpu_catalog.lookup(t) is None]
+        if unknown:
+            raise problem(
+                f"{', '.join(unknown)} {'is not a' if len(unknown) == 1 else 'are not'} GPU instance type"
+                f"{'' if len(unknown) == 1 else 's'} cloudml knows",
+                f"use types from the GPU catalog: {', '.join(sorted(gpu_catalog.GPU_INSTANCE_TYPES))}",
+            )
+        rows = [gpu_catalog.lookup(t) for t in value]
+        shapes = {(r.gpu_type, r.gpus) for r in rows}
+        if len(shapes) > 1:
+            described = ", ".join(f"{r.name}={r.gpus}x{r.gpu_type}" for r in rows)
+            raise problem(
+                f"mixes GPU models or counts ({described})",
+                "put only instance types with the same GPU model and GPU count in one pool; make another pool for the rest",
+            )
+        if len(set(value)) != len(value):
+            raise problem("lists an instance type twice", "list each instance type once")
+        return value
+
+    @field_validator("max")
+    @classmethod
+    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        return _check_max(value, info)
+
+    @property
+    def gpu_type(self) -> str:
+        return gpu_catalog.lookup(self.instance_types[0]).gpu_type
+
+    @property
+    def gpus_per_node(self) -> int:
+        return gpu_catalog.lookup(self.instance_types[0]).gpus
+
+    @property
+    def schedulable_gpus_per_node(self) -> int:
+        return self.gpus_per_node * self.time_slicing_replicas
+
+
+class LustreSpec(Model):
+    """Optional FSx for Lustre file system linked to the datasets bucket."""
+
+    enabled: bool = Field(False, description="Create an FSx for Lustre file system.")
+    storage_capacity_gib: int = Field(1200, ge=1200, description="Capacity in GiB (1200 or a multiple of 2400).")
+
+
+class StorageSpec(Model):
+    """Shared storage for datasets, checkpoints and home directories."""
+
+    shared_filesystem: Literal["efs", "none"] = Field("efs", description="Shared POSIX file system for PVCs.")
+    lustre: LustreSpec = Field(default_factory=LustreSpec, description="FSx for Lustre.")
+    checkpoint_expiry_days: int = Field(30, ge=1, le=3650, description="Days before checkpoints expire from S3.")
+
+
+class LoadBalancingSpec(Model):
+    """How model services may be exposed."""
+
+    allow_internet_facing: bool = Field(
+        False, description="Allow team services to ask for internet-facing NLBs. Off: every NLB is internal."
+    )
+    certificate_arn: str | None = Field(
+        None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$", description="ACM certificate for TLS."
+    )
+
+
+class MonitoringSpec(Model):
+    """Prometheus, Grafana and alert routing."""
+
+    alert_emails: list[Email] = Field(default_factory=list, description="Emails subscribed to the alert SNS topic.")
+    retention_days: int = Field(15, ge=1, le=365, description="Prometheus retention in days.")
+    volume_size_gib: int = Field(100, ge=10, le=16000, description="Prometheus gp3 volume in GiB.")
+    slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook (store with `pulumi config set --secret`).")
+
+
+class TenantSpec(Model):
+    """A team's tenancy: its namespace's quotas and who administers it."""
+
+    gpu_quota: Count = Field(description="GPUs the team may request at once (ResourceQuota requests.nvidia.com/gpu).")
+    admins: list[IamPrincipalArn] = Field(default_factory=list, description="IAM roles/users with edit rights in the namespace.")
+    cpu_quota: CpuQuantity = Field("64", description="CPU the team may request at once.")
+    memory_quota: MemoryQuantity = Field("512Gi", description="Memory the team may request at once.")
+    storage_quota: MemoryQuantity = Field("2Ti", description="PVC storage the team may request.")
+    load_balancers: Count = Field(2, description="LoadBalancer Services the team may create.")
+
+
+class PlatformSpec(Model):
+    """`cloudml:platform`: one EKS cluster with its pools, storage, monitoring and tenants."""
+
+    name: ClusterName = Field(description="Platform name; the EKS cluster name and the prefix of every resource.")
+    kubernetes_version: Literal[SUPPORTED_KUBERNETES_VERSIONS] = Field("1.31", description="EKS Kubernetes version.")
+    network: NetworkSpec = Field(default_factory=NetworkSpec, description="VPC.")
+    endpoint: EndpointSpec = Field(default_factory=EndpointSpec, description="API endpoint access.")
+    admins: list[IamPrincipalArn] = Field(
+        default_factory=list, description="IAM principals given cluster-admin through EKS access entries (no implicit creator admin)."
+    )
+    system_pool: SystemPoolSpec = Field(default_factory=SystemPoolSpec, description="System node pool.")
+    gpu_pools: list[GpuPoolSpec] = Field(default_factory=list, description="GPU node pools.")
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="Storage.")
+    load_balancing: LoadBalancingSpec = Field(default_factory=LoadBalancingSpec, description="Load balancers.")
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Monitoring and alerting.")
+    teams: dict[TeamName, TenantSpec] = Field(default_factory=dict, description="Tenants: team name -> quotas and admins.")
+    protect_stateful_resources: bool = Field(
+        True, description="Protect buckets and file systems from `pulumi destroy`. Turn off only for throwaway stacks."
+    )
+
+    def namespace_of(self, team: str) -> str:
+        return team_namespace(team)
+
+    def pool_capacity_gpus(self) -> int:
+        return sum(p.max * p.schedulable_gpus_per_node for p in self.gpu_pools)
+
+
+def team_namespace(team: str) -> str:
+    """The namespace the platform makes for a team."""
+    return f"team-{team}"
+
+
+# --- team workloads ---------------------------------------------------------------------------
+
+
+class WorkloadBase(Model):
+    """Fields every workload kind has."""
+
+    name: WorkloadName = Field(description="Workload name, unique in the stack; prefix of its Kubernetes objects.")
+    image: Image | None = Field(None, description="Container image (pinned tag or digest). Default: defaults.image.")
+    command: list[str] = Field(default_factory=list, description="Container command (entrypoint override).")
+    args: list[str] = Field(default_factory=list, description="Container arguments.")
+    env: dict[EnvName, str] = Field(default_factory=dict, description="Environment variables (plain values, not secrets).")
+    cpu: CpuQuantity | None = Field(None, description="CPU request and limit. Default: defaults.cpu.")
+    memory: MemoryQuantity | None = Field(None, description="Memory request and limit. Default: defaults.memory.")
+    gpus: Count = Field(0, description="GPUs per pod (nvidia.com/gpu limit = request).")
+    gpu_type: str | None = Field(None, description="GPU model (a pool's gpu type, e.g. a10g). Default: defaults.gpuType.")
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, description="Extra labels on every object.")
+    annotations: dict[LabelKey, str] = Field(default_factory=dict, description="Extra annotations on every object.")
+
+
+class TrainingWorkload(WorkloadBase):
+    """A single-pod training run: a Job, or a CronJob with `schedule`."""
+
+    kind: Literal["training"]
+    schedule: CronSchedule | None = Field(None, description="Cron schedule; makes the Job a CronJob (concurrencyPolicy Forbid).")
+    backoff_limit: int = Field(3, ge=0, le=100, description="Pod retries before the Job fails.")
+    active_deadline: Duration | None = Field(None, description="Give up after this long (e.g. 12h). Default: no deadline.")
+    ttl_after_finished: Duration = Field(86400, description="Delete the finished Job after this long (default 1d).")
+
+
+class DistributedTrainingWorkload(WorkloadBase):
+    """Distributed TensorFlow as a JobSet (one replicated job per task type)."""
+
+    kind: Literal["distributedTraining"]
+    strategy: Literal["multiWorkerMirrored", "parameterServer"] = Field("multiWorkerMirrored", description="tf.distribute strategy.")
+    chief: int = Field(0, ge=0, le=1, description="Chief replicas (0 or 1; TensorFlow allows at most one).")
+    workers: PositiveCount = Field(2, description="Worker replicas.")
+    ps: Count = Field(0, description="Parameter servers (parameterServer strategy only).")
+    evaluator: int = Field(0, ge=0, le=1, description="Evaluator replicas (0 or 1).")
+    gpus_per_worker: Count = Field(0, description="GPUs per worker (and chief) pod.")
+    max_restarts: int = Field(3, ge=0, le=100, description="Restarts of the whole group before the job fails.")
+
+    @field_validator("ps")
+    @classmethod
+    def _ps_needs_ps_strategy(cls, value: int, info: ValidationInfo) -> int:
+        strategy = info.data.get("strategy")
+        if value > 0 and strategy != "parameterServer":
+            raise problem("parameter servers need the parameterServer strategy", "set strategy: parameterServer or ps: 0")
+        if strategy == "parameterServer" and value == 0:
+            raise problem("the parameterServer strategy needs parameter servers", "set ps to 1 or more")
+        if strategy == "parameterServer" and info.data.get("chief") != 1:
+            raise problem("the parameterServer strategy needs a chief (its coordinator)", "set chief: 1")
+        return value
+
+
+class ModelServiceWorkload(WorkloadBase):
+    """TensorFlow Serving of one model."""
+
+    kind: Literal["modelService"]
+    model: WorkloadName = Field(description="Model name (path under the team's prefix in the models bucket).")
+
+
+class DevEnvironmentWorkload(WorkloadBase):
+    """JupyterLab + TensorBoard for one person."""
+
+    kind: Literal["devEnvironment"]
+    idle_timeout: Duration = Field(7200, description="Stop the environment after it has been idle this long (default 2h).")
+
+
+SweepValue = Union[Annotated[int, pydantic.Strict()], Annotated[float, pydantic.Strict()], str, bool]
+
+
+class SweepWorkload(WorkloadBase):
+    """A hyperparameter sweep: one Indexed Job, one index per trial."""
+
+    kind: Literal["sweep"]
+    algorithm: Literal["grid", "random"] = Field("grid", description="grid: every combination; random: `trials` samples.")
+    parameters: dict[EnvName, Annotated[list[SweepValue], Field(min_length=1)]] = Field(
+        min_length=1, description="Parameter name -> values to try."
+    )
+    trials: PositiveCount | None = Field(None, description="Trials for random search (grid: the number of combinations).")
+    parallelism: PositiveCount = Field(1, description="Trials run at the same time (at most the number of trials).")
+
+    @field_validator("parallelism")
+    @classmethod
+    def _parallelism_within_trials(cls, value: int, info: ValidationInfo) -> int:
+        parameters = info.data.get("parameters")
+        if parameters is None:
+            return value
+        if info.data.get("algorithm") == "random":
+            trials = info.data.get("trials")
+            if trials is None:
+                raise problem("random search needs a number of trials", "set trials to how many samples to run")
+        else:
+            trials = math.prod(len(v) for v in parameters.values())
+        if value > trials:
+            raise problem(f"is more than the {trials} trial(s) of the sweep", f"set parallelism to {trials} or less")
+        return value
+
+    def trial_count(self) -> int:
+        if self.algorithm == "random":
+            return self.trials or 0
+        return math.prod(len(v) for v in self.parameters.values())
+
+    def grid(self) -> list[dict[str, Any]]:
+        names = sorted(self.parameters)
+        return [dict(zip(names, combo)) for combo in itertools.product(*(self.parameters[n] for n in names))]
+
+
+class BatchPredictionWorkload(WorkloadBase):
+    """Batch inference over an S3 prefix."""
+
+    kind: Literal["batchPrediction"]
+    model: WorkloadName = Field(description="Model name in the team's models prefix.")
+    input: str = Field(pattern=r"^s3://[a-z0-9.-]{3,63}/.*$", description="s3:// prefix of the input records.")
+    output: str = Field(pattern=r"^s3://[a-z0-9.-]{3,63}/.*$", description="s3:// prefix for the predictions.")
+
+
+class TensorboardWorkload(WorkloadBase):
+    """TensorBoard over the logs of another workload."""
+
+    kind: Literal["tensorboard"]
+    logs_from: WorkloadName = Field(description="Name of the training, distributedTraining or sweep workload whose logs to show.")
+
+
+Workload = Annotated[
+    Union[
+        TrainingWorkload,
+        DistributedTrainingWorkload,
+        ModelServiceWorkload,
+        DevEnvironmentWorkload,
+        SweepWorkload,
+        BatchPredictionWorkload,
+        TensorboardWorkload,
+    ],
+    Field(discriminator="kind"),
+]
+
+
+class TeamDefaults(Model):
+    """Values a workload takes when it does not set its own."""
+
+    image: Image | None = Field(None, description="Default container image (pinned tag or digest).")
+    gpu_type: str | None = Field(None, description="Default GPU model for workloads that ask for GPUs.")
+    cpu: CpuQuantity = Field("2", description="Default CPU request and limit.")
+    memory: MemoryQuantity = Field("8Gi", description="Default memory request and limit.")
+
+
+class TeamSpec(Model):
+    """`cloudml:team`: one team's workloads, deployed into the namespace its platform made."""
+
+    name: TeamName = Field(description="Team name; must be a team of the platform stack.")
+    platform_stack: str = Field(
+        pattern=r"^([A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+$",
+        description="The platform stack this team runs on: <org>/<project>/<stack> (StackReference name).",
+    )
+    defaults: TeamDefaults = Field(default_factory=TeamDefaults, description="Workload defaults.")
+    workloads: list[Workload] = Field(default_factory=list, description="The team's workloads.")
+
+    @property
+    def namespace(self) -> str:
+        return team_namespace(self.name)
+
+    @property
+    def platform_stack_name(self) -> str:
+        """The last segment of platformStack: the stack's name in stacks/."""
+        return self.platform_stack.rsplit("/", 1)[-1]
+
+
+TRAINING_LIKE_KINDS = ("training", "distributedTraining", "sweep")
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def _check_max(value: int, info: ValidationInfo) -> int:
+    low = info.data.get("min")
+    if low is not None and value < low:
+        raise problem(f"is below min ({low})", f"set max to {low} or more, or lower min")
+    return value
+
+
+def _validate(model: type[BaseModel], raw: Any, root: str) -> Any:
+    if raw is None:
+        raise ConfigError([ConfigProblem(root, "is not set", f"add `{root}:` to the stack's config")])
+    try:
+        return model.model_validate(raw)
+    except pydantic.ValidationError as error:
+        raise ConfigError(from_pydantic(root, model, error)) from None
+
+
+def load_platform(raw: Any) -> PlatformSpec:
+    """Validate `cloudml:platform` config; raise ConfigError with every problem."""
+    spec = _validate(PlatformSpec, raw, PLATFORM_KEY)
+    problems = platform_problems(spec)
+    if problems:
+        raise ConfigError(problems)
+    return spec
+
+
+def load_team(raw: Any) -> TeamSpec:
+    """Validate `cloudml:team` config; raise ConfigError with every problem."""
+    spec = _validate(TeamSpec, raw, TEAM_KEY)
+    problems = team_problems(spec)
+    if problems:
+        raise ConfigError(problems)
+    return spec
+
+
+def platform_problems(spec: PlatformSpec) -> list[ConfigProblem]:
+    """Rules over the whole platform stack."""
+    problems = []
+    seen: dict[str, int] = {}
+    for i, pool in enumerate(spec.gpu_pools):
+        if pool.name in seen:
+            problems.append(ConfigProblem(
+                format_path(PLATFORM_KEY, ["gpuPools", i, "name"]),
+                f"is already the name of gpuPools[{seen[pool.name]}]",
+                "give every GPU pool its own name",
+                display_value(pool.name),
+            ))
+        seen.setdefault(pool.name, i)
+    capacity = spec.pool_capacity_gpus()
+    for team, tenant in spec.teams.items():
+        if tenant.gpu_quota > capacity:
+            problems.append(ConfigProblem(
+                format_path(PLATFORM_KEY, ["teams", team, "gpuQuota"]),
+                f"is more than the {capacity} GPU(s) all GPU pools can supply at their max size",
+                f"lower the quota to {capacity} or less, or raise gpuPools[].max",
+                display_value(tenant.gpu_quota),
+            ))
+    return problems
+
+
+def platform_warnings(spec: PlatformSpec) -> list[str]:
+    """Things that are allowed but worth a look."""
+    total = sum(t.gpu_quota for t in spec.teams.values())
+    capacity = spec.pool_capacity_gpus()
+    if total > capacity:
+        return [
+            f"{PLATFORM_KEY}.teams: the GPU quotas add up to {total}, {total - capacity} more than the {capacity} "
+            "GPU(s) the pools reach at max size; teams may wait for GPUs when all use their quota at once"
+        ]
+    return []
+
+
+def team_problems(spec: TeamSpec) -> list[ConfigProblem]:
+    """Rules over the whole team stack that need no platform."""
+    problems = []
+    first_index: dict[str, int] = {}
+    for i, workload in enumerate(spec.workloads):
+        path = ["workloads", i]
+        if workload.name in first_index:
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, [*path, "name"]),
+                f"is already the name of workloads[{first_index[workload.name]}]",
+                "give every workload its own name",
+                display_value(workload.name),
+            ))
+        first_index.setdefault(workload.name, i)
+        if workload.image is None and spec.defaults.image is None:
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, [*path, "image"]),
+                "is not set and there is no defaults.image",
+                "set image on the workload or defaults.image for the stack",
+            ))
+        if requested_gpus(workload) > 0 and workload.gpu_type is None and spec.defaults.gpu_type is None:
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, [*path, "gpuType"]),
+                "is not set and there is no defaults.gpuType, but the workload asks for GPUs",
+                "set gpuType on the workload (e.g. a10g) or defaults.gpuType for the stack",
+            ))
+    kinds = {w.name: w.kind for w in spec.workloads}
+    for i, workload in enumerate(spec.workloads):
+        if isinstance(workload, TensorboardWorkload) and kinds.get(workload.logs_from) not in TRAINING_LIKE_KINDS:
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, ["workloads", i, "logsFrom"]),
+                "names no training, distributedTraining or sweep workload of this stack",
+                f"use one of: {', '.join(n for n, k in kinds.items() if k in TRAINING_LIKE_KINDS) or '(none defined)'}",
+                display_value(workload.logs_from),
+            ))
+    return problems
+
+
+def requested_gpus(workload: WorkloadBase) -> int:
+    """GPUs one pod of the workload asks for."""
+    if isinstance(workload, DistributedTrainingWorkload):
+        return workload.gpus_per_worker
+    return workload.gpus
