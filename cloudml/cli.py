@@ -85,7 +85,7 @@ def plan(
             sys.stdout.write(plan_json(plans[0]))
         else:
             document = {"stacks": [p.to_json() for p in plans], "invalid": failures}
-            sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     raise typer.Exit(status)
 
 

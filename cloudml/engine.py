@@ -50,6 +50,9 @@ def run_program(stack: StackFile, stack_references: dict[str, tuple[dict, list[s
     logger.handlers = [collect]
     # The loop must exist before set_mocks: the runtime binds the tasks it starts to the current loop.
     loop = asyncio.new_event_loop()
+    # A failed apply leaves Output futures whose exception is re-raised below as one ConfigError;
+    # asyncio would also print each of them as "never retrieved" noise.
+    loop.set_exception_handler(lambda _loop, _context: None)
     try:
         asyncio.set_event_loop(loop)
         # set_mocks makes a root stack of its own when none is active, and run_in_stack below must

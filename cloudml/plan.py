@@ -203,6 +203,7 @@ def _record(registration: Registration) -> dict:
         "retainOnDelete": registration.retain_on_delete,
         "dependsOn": registration.depends_on,
         "ignoreChanges": registration.ignore_changes,
+        "provider": registration.provider,
         "inputs": redact(registration.inputs),
     }
 
@@ -283,7 +284,8 @@ def write_plan(plan: StackPlan, out_dir: Path) -> Path:
 
 
 def plan_json(plan: StackPlan) -> str:
-    return json.dumps(plan.to_json(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    # sort_keys: gRPC maps come back in no fixed order, and CI diffs need a stable file.
+    return json.dumps(plan.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def manifest_files(plan: StackPlan) -> dict[str, str]:

@@ -435,31 +435,28 @@ def _check_max(value: int, info: ValidationInfo) -> int:
     return value
 
 
-def _validate(model: type[BaseModel], raw: Any, root: str) -> Any:
+def _load(model: type[BaseModel], raw: Any, root: str, stack_rules) -> Any:
+    """Field checks first (all at once); then, on a well-formed config, the stack-wide rules."""
     if raw is None:
         raise ConfigError([ConfigProblem(root, "is not set", f"add `{root}:` to the stack's config")])
     try:
-        return model.model_validate(raw)
+        spec = model.model_validate(raw)
     except pydantic.ValidationError as error:
         raise ConfigError(from_pydantic(root, model, error)) from None
+    problems = stack_rules(spec)
+    if problems:
+        raise ConfigError(problems)
+    return spec
 
 
 def load_platform(raw: Any) -> PlatformSpec:
     """Validate `cloudml:platform` config; raise ConfigError with every problem."""
-    spec = _validate(PlatformSpec, raw, PLATFORM_KEY)
-    problems = platform_problems(spec)
-    if problems:
-        raise ConfigError(problems)
-    return spec
+    return _load(PlatformSpec, raw, PLATFORM_KEY, platform_problems)
 
 
 def load_team(raw: Any) -> TeamSpec:
     """Validate `cloudml:team` config; raise ConfigError with every problem."""
-    spec = _validate(TeamSpec, raw, TEAM_KEY)
-    problems = team_problems(spec)
-    if problems:
-        raise ConfigError(problems)
-    return spec
+    return _load(TeamSpec, raw, TEAM_KEY, team_problems)
 
 
 def platform_problems(spec: PlatformSpec) -> list[ConfigProblem]:

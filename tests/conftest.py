@@ -1,0 +1,35 @@
+"""Shared fixtures: the repository's paths, the planned sample stacks, and temporary stacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cloudml.plan import Planner, StackPlan
+from cloudml.stackfile import list_stacks
+
+REPO = Path(__file__).resolve().parent.parent
+STACKS = REPO / "stacks"
+SAMPLE_STACKS = ("platform-dev", "team-vision", "team-nlp")
+
+
+@pytest.fixture(scope="session")
+def sample_plans() -> dict[str, StackPlan]:
+    """Every stack in stacks/, planned once for the whole session (planning is deterministic)."""
+    planner = Planner(STACKS)
+    return {name: planner.plan(name) for name in list_stacks(STACKS)}
+
+
+def write_stack(stacks_dir: Path, name: str, config: dict) -> Path:
+    """Write stacks_dir/Pulumi.<name>.yaml with this `config:` mapping."""
+    stacks_dir.mkdir(parents=True, exist_ok=True)
+    path = stacks_dir / f"Pulumi.{name}.yaml"
+    path.write_text(yaml.safe_dump({"config": config}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def sample_config(name: str) -> dict:
+    """The `config:` mapping of a sample stack, to copy and mutate in tests."""
+    return yaml.safe_load((STACKS / f"Pulumi.{name}.yaml").read_text(encoding="utf-8"))["config"]

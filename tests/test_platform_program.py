@@ -1,0 +1,205 @@
+"""Layer 2: the Platform component's exact child contract, under Pulumi mocks (via the plan).
+
+Each test names the security-relevant inputs it pins; a change to them must be deliberate.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from conftest import sample_config, write_stack
+
+from cloudml.plan import Planner
+
+P = "urn:pulumi:platform-dev::cloudml::"
+
+
+def by_name(plan) -> dict[str, dict]:
+    return {r["name"]: r for r in plan.resources}
+
+
+def plan_platform(tmp_path, mutate) -> object:
+    config = copy.deepcopy(sample_config("platform-dev"))
+    mutate(config["cloudml:platform"])
+    write_stack(tmp_path, "platform-dev", config)
+    return Planner(tmp_path).plan("platform-dev")
+
+
+def test_platform_children_are_exactly_these(sample_plans):
+    """The sample platform creates this set of (type, name) resources and nothing else."""
+    got = sorted((r["type"], r["name"]) for r in sample_plans["platform-dev"].resources)
+    assert got == sorted([
+        ("cloudml:platform:Platform", "ml-dev"),
+        ("cloudml:platform:Network", "ml-dev-network"),
+        ("aws:ec2/vpc:Vpc", "ml-dev-network-vpc"),
+        *[("aws:ec2/subnet:Subnet", f"ml-dev-network-private-{i}") for i in range(3)],
+        ("cloudml:platform:Cluster", "ml-dev-cluster"),
+        ("aws:kms/key:Key", "ml-dev-cluster-secrets-key"),
+        ("aws:iam/role:Role", "ml-dev-cluster-role"),
+        ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "ml-dev-cluster-role-policy"),
+        ("aws:eks/cluster:Cluster", "ml-dev-cluster-eks"),
+        ("aws:eks/accessEntry:AccessEntry", "ml-dev-cluster-admin-0"),
+        ("aws:eks/accessPolicyAssociation:AccessPolicyAssociation", "ml-dev-cluster-admin-0-policy"),
+        ("pulumi:providers:kubernetes", "ml-dev-cluster-k8s"),
+        ("cloudml:platform:NodePools", "ml-dev-nodes"),
+        ("aws:iam/role:Role", "ml-dev-nodes-node-role"),
+        *[("aws:iam/rolePolicyAttachment:RolePolicyAttachment", f"ml-dev-nodes-node-role-{k}") for k in ("worker", "ecr", "cni")],
+        ("aws:eks/nodeGroup:NodeGroup", "ml-dev-nodes-system"),
+        ("aws:eks/nodeGroup:NodeGroup", "ml-dev-nodes-gpu-a10g"),
+        ("aws:eks/nodeGroup:NodeGroup", "ml-dev-nodes-gpu-l4-spot"),
+        ("cloudml:platform:Tenancy", "ml-dev-tenancy"),
+        ("kubernetes:yaml/v2:ConfigGroup", "ml-dev-tenancy-vision"),
+        ("kubernetes:yaml/v2:ConfigGroup", "ml-dev-tenancy-nlp"),
+    ])
+
+
+def test_every_resource_is_parented_to_its_component(sample_plans):
+    """Children hang under the component that made them, components under Platform (DESIGN: parent every child)."""
+    resources = by_name(sample_plans["platform-dev"])
+    expected_parent = {
+        "ml-dev-network": "ml-dev", "ml-dev-cluster": "ml-dev", "ml-dev-nodes": "ml-dev", "ml-dev-tenancy": "ml-dev",
+    }
+    for name, record in resources.items():
+        if name == "ml-dev":
+            assert record["parent"].endswith("::cloudml-platform-dev"), "Platform sits directly under the stack"
+            continue
+        parent = expected_parent.get(name) or next(p for p in ("ml-dev-network", "ml-dev-cluster", "ml-dev-nodes", "ml-dev-tenancy")
+                                                    if name.startswith(p))
+        assert record["parent"].endswith(f"::{parent}"), f"{name} is parented to {record['parent']}"
+
+
+def test_component_type_tokens(sample_plans):
+    """Components use cloudml:<module>:<Component> tokens."""
+    components = {r["type"] for r in sample_plans["platform-dev"].resources if not r["custom"] and "ConfigGroup" not in r["type"]}
+    assert components == {"cloudml:platform:Platform", "cloudml:platform:Network", "cloudml:platform:Cluster",
+                          "cloudml:platform:NodePools", "cloudml:platform:Tenancy"}
+
+
+def test_cluster_is_private_encrypted_logged_and_has_no_creator_admin(sample_plans):
+    """EKS: private endpoint only, Secrets encrypted with the rotating KMS key, api/audit/authenticator logs,
+    API auth mode without the implicit creator-admin."""
+    resources = by_name(sample_plans["platform-dev"])
+    cluster = resources["ml-dev-cluster-eks"]["inputs"]
+    key = resources["ml-dev-cluster-secrets-key"]["inputs"]
+    assert key["enableKeyRotation"] is True
+    assert cluster["name"] == "ml-dev" and cluster["version"] == "1.31"
+    assert cluster["vpcConfig"]["endpointPrivateAccess"] is True
+    assert cluster["vpcConfig"]["endpointPublicAccess"] is False
+    assert "publicAccessCidrs" not in cluster["vpcConfig"]
+    assert cluster["encryptionConfig"]["resources"] == ["secrets"]
+    assert cluster["encryptionConfig"]["provider"]["keyArn"].startswith("arn:aws:kms:us-west-2:")
+    assert cluster["enabledClusterLogTypes"] == ["api", "audit", "authenticator"]
+    assert cluster["accessConfig"] == {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False}
+    assert len(cluster["vpcConfig"]["subnetIds"]) == 3
+
+
+def test_only_listed_admins_get_cluster_admin(sample_plans):
+    """Each platform admin gets an access entry and a cluster-scoped cluster-admin association; nobody else."""
+    resources = by_name(sample_plans["platform-dev"])
+    entries = [r for r in resources.values() if r["type"] == "aws:eks/accessEntry:AccessEntry"]
+    assert [e["inputs"]["principalArn"] for e in entries] == ["arn:aws:iam::111122223333:role/platform-admins"]
+    association = resources["ml-dev-cluster-admin-0-policy"]["inputs"]
+    assert association["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+    assert association["accessScope"] == {"type": "cluster"}
+
+
+def test_public_endpoint_only_for_listed_cidrs(tmp_path):
+    """Listing CIDRs opens the public endpoint to exactly those CIDRs, private access stays on."""
+    plan = plan_platform(tmp_path, lambda c: c["endpoint"].update(publicAccessCidrs=["203.0.113.0/24"]))
+    vpc_config = by_name(plan)["ml-dev-cluster-eks"]["inputs"]["vpcConfig"]
+    assert vpc_config["endpointPublicAccess"] is True
+    assert vpc_config["endpointPrivateAccess"] is True
+    assert vpc_config["publicAccessCidrs"] == ["203.0.113.0/24"]
+
+
+def test_new_vpc_subnets_are_private_and_tagged(sample_plans):
+    """Subnets split the VPC CIDR, never map public IPs, and carry the EKS internal-ELB tags."""
+    resources = by_name(sample_plans["platform-dev"])
+    assert resources["ml-dev-network-vpc"]["inputs"]["cidrBlock"] == "10.40.0.0/16"
+    for i, cidr in enumerate(["10.40.0.0/19", "10.40.32.0/19", "10.40.64.0/19"]):
+        subnet = resources[f"ml-dev-network-private-{i}"]["inputs"]
+        assert subnet["cidrBlock"] == cidr
+        assert subnet["mapPublicIpOnLaunch"] is False
+        assert subnet["availabilityZone"] == f"us-west-2{'abc'[i]}"
+        assert subnet["tags"]["kubernetes.io/role/internal-elb"] == "1"
+        assert subnet["tags"]["kubernetes.io/cluster/ml-dev"] == "shared"
+
+
+def test_existing_vpc_creates_no_network(tmp_path):
+    """With vpcId + privateSubnetIds the platform creates no VPC or subnet and puts the cluster in those subnets."""
+    subnets = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
+    plan = plan_platform(tmp_path, lambda c: c.update(network={"vpcId": "vpc-0123456789abcdef0", "privateSubnetIds": subnets}))
+    types = {r["type"] for r in plan.resources}
+    assert "aws:ec2/vpc:Vpc" not in types and "aws:ec2/subnet:Subnet" not in types
+    assert by_name(plan)["ml-dev-cluster-eks"]["inputs"]["vpcConfig"]["subnetIds"] == subnets
+
+
+@pytest.mark.parametrize("pool, capacity, instance_types, labels", [
+    ("a10g", "ON_DEMAND", ["g5.12xlarge"], {"cloudml.io/pool": "a10g", "cloudml.io/gpu-type": "a10g", "nvidia.com/gpu.present": "true"}),
+    ("l4-spot", "SPOT", ["g6.xlarge", "g6.2xlarge", "g6.4xlarge"],
+     {"cloudml.io/pool": "l4-spot", "cloudml.io/gpu-type": "l4", "nvidia.com/gpu.present": "true"}),
+])
+def test_gpu_node_groups(sample_plans, pool, capacity, instance_types, labels):
+    """GPU pools: NVIDIA AMI, capacity type, instance types, labels, the GPU taint, min 0, and the autoscaler owning desired size."""
+    group = by_name(sample_plans["platform-dev"])[f"ml-dev-nodes-gpu-{pool}"]
+    inputs = group["inputs"]
+    assert inputs["amiType"] == "AL2023_x86_64_NVIDIA"
+    assert inputs["capacityType"] == capacity
+    assert inputs["instanceTypes"] == instance_types
+    assert inputs["labels"] == labels
+    assert inputs["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+    assert inputs["scalingConfig"]["minSize"] == 0
+    assert group["ignoreChanges"] == ["scalingConfig.desiredSize"]
+    assert any(d.endswith("::ml-dev-nodes-node-role-worker") for d in group["dependsOn"])
+
+
+def test_system_pool_is_on_demand_cpu_without_taint(sample_plans):
+    """The system pool runs add-ons: on-demand, standard AMI, no GPU taint."""
+    inputs = by_name(sample_plans["platform-dev"])["ml-dev-nodes-system"]["inputs"]
+    assert inputs["amiType"] == "AL2023_x86_64_STANDARD"
+    assert inputs["capacityType"] == "ON_DEMAND"
+    assert "taints" not in inputs
+    assert inputs["scalingConfig"] == {"minSize": 2, "maxSize": 4, "desiredSize": 2}
+
+
+def test_tenancy_uses_the_cluster_provider(sample_plans):
+    """Team tenancy objects go to the new cluster (its provider), not to whatever kubeconfig is ambient."""
+    resources = by_name(sample_plans["platform-dev"])
+    provider_urn = resources["ml-dev-cluster-k8s"]["urn"]
+    for team in ("vision", "nlp"):
+        assert resources[f"ml-dev-tenancy-{team}"]["provider"].startswith(provider_urn + "::")
+
+
+def test_outputs_for_team_stacks(sample_plans):
+    """The platform exports what team stacks read; the kubeconfig is a secret (redacted in the plan)."""
+    plan = sample_plans["platform-dev"]
+    assert plan.outputs["kubeconfig"] == "[secret]"
+    assert plan.secret_outputs == ["kubeconfig"]
+    assert plan.outputs["clusterName"] == "ml-dev"
+    assert plan.outputs["teams"] == {
+        "vision": {"namespace": "team-vision", "serviceAccount": "vision-workloads", "gpuQuota": 16},
+        "nlp": {"namespace": "team-nlp", "serviceAccount": "nlp-workloads", "gpuQuota": 8},
+    }
+    assert plan.outputs["gpuPools"] == {
+        "a10g": {"gpuType": "a10g", "gpusPerNode": 4, "maxNodes": 4, "capacity": "on-demand"},
+        "l4-spot": {"gpuType": "l4", "gpusPerNode": 1, "maxNodes": 8, "capacity": "spot"},
+    }
+
+
+def test_kubeconfig_authenticates_with_aws_eks_get_token(sample_plans):
+    """The kubeconfig holds no credentials: it execs `aws eks get-token` for the cluster and region."""
+    import json
+
+    config = json.loads(sample_plans["platform-dev"].plain_outputs["kubeconfig"])
+    user = config["users"][0]["user"]["exec"]
+    assert user["command"] == "aws"
+    assert user["args"] == ["eks", "get-token", "--cluster-name", "ml-dev", "--region", "us-west-2", "--output", "json"]
+    assert config["clusters"][0]["cluster"]["server"].startswith("https://")
+
+
+def test_not_yet_deployed_sections_warn(sample_plans):
+    """Contract sections this version does not deploy are never silently ignored: the plan warns."""
+    warnings = sample_plans["platform-dev"].warnings
+    assert any(w.startswith("cloudml:platform.monitoring is validated but not deployed") for w in warnings)
+    assert any(w.startswith("cloudml:platform.storage is validated but not deployed") for w in warnings)

@@ -1,0 +1,112 @@
+"""Layer 2: the Team component under Pulumi mocks — its children, its StackReference, and the
+cross-stack checks on the path `pulumi up` takes (inside the apply on the platform's outputs)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from conftest import STACKS, sample_config, write_stack
+
+from cloudml.engine import run_program
+from cloudml.stackfile import load_stack_file
+from components.errors import ConfigError
+
+
+def by_name(plan) -> dict[str, dict]:
+    return {r["name"]: r for r in plan.resources}
+
+
+def test_team_children_are_exactly_these(sample_plans):
+    """A team stack makes its component, reads its platform, builds a provider, one ConfigGroup per workload."""
+    got = sorted((r["type"], r["name"], r["read"]) for r in sample_plans["team-vision"].resources)
+    assert got == sorted([
+        ("cloudml:team:Team", "vision", False),
+        ("pulumi:pulumi:StackReference", "vision-platform", True),
+        ("pulumi:providers:kubernetes", "vision-k8s", False),
+        ("kubernetes:yaml/v2:ConfigGroup", "vision-resnet-baseline", False),
+        ("kubernetes:yaml/v2:ConfigGroup", "vision-resnet-nightly", False),
+        ("kubernetes:yaml/v2:ConfigGroup", "vision-data-prep", False),
+    ])
+
+
+def test_stack_reference_names_the_platform_stack(sample_plans):
+    """The StackReference reads exactly the stack named in platformStack."""
+    ref = by_name(sample_plans["team-vision"])["vision-platform"]
+    assert ref["inputs"]["name"] == "organization/cloudml/platform-dev"
+
+
+def test_workloads_go_through_the_platform_kubeconfig(sample_plans):
+    """Every workload ConfigGroup uses the provider built from the platform's (secret) kubeconfig."""
+    resources = by_name(sample_plans["team-vision"])
+    provider = resources["vision-k8s"]
+    assert provider["inputs"]["kubeconfig"] == "[secret]"
+    for name in ("vision-resnet-baseline", "vision-resnet-nightly", "vision-data-prep"):
+        assert resources[name]["provider"].startswith(provider["urn"] + "::")
+        assert resources[name]["parent"] == resources["vision"]["urn"]
+
+
+def test_workload_objects_land_in_the_team_namespace(sample_plans):
+    """Objects use the namespace and service account the platform exported for this team."""
+    for item in sample_plans["team-vision"].objects:
+        assert item.object["metadata"]["namespace"] == "team-vision"
+    job = next(o.object for o in sample_plans["team-vision"].objects if o.object["metadata"]["name"] == "resnet-baseline")
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == "vision-workloads"
+
+
+def test_team_outputs(sample_plans):
+    """The team stack exports its namespace and workload names."""
+    assert sample_plans["team-nlp"].outputs == {"namespace": "team-nlp", "workloads": ["bert-finetune", "tokenizer-refresh"]}
+
+
+def _platform_outputs(teams: dict, pools: dict) -> tuple[dict, list[str]]:
+    return ({"clusterName": "ml-dev", "kubeconfig": "{}", "teams": teams, "gpuPools": pools}, ["kubeconfig"])
+
+
+def test_cross_stack_check_runs_on_the_pulumi_up_path():
+    """Under `pulumi up` the checks run when the platform's outputs arrive; a team the platform does not
+    know, and a GPU type no pool offers, stop the run with a ConfigError naming both — nothing is deployed."""
+    stack = load_stack_file(STACKS, "team-vision")
+    outputs = _platform_outputs(
+        teams={"nlp": {"namespace": "team-nlp", "serviceAccount": "nlp-workloads", "gpuQuota": 8}},
+        pools={"l4": {"gpuType": "l4", "gpusPerNode": 1, "maxNodes": 2, "capacity": "spot"}},
+    )
+    with pytest.raises(ConfigError) as caught:
+        run_program(stack, {"organization/cloudml/platform-dev": outputs})
+    lines = [str(p) for p in caught.value.problems]
+    assert lines[0] == (
+        'cloudml:team.name: is not a team of platform stack organization/cloudml/platform-dev (got "vision"). '
+        "Fix: add `vision` under cloudml:platform.teams in the platform stack, or fix the name (teams there: nlp)"
+    )
+    assert 'GPU type a10g is offered by no GPU pool of organization/cloudml/platform-dev (got "a10g"). Fix: use one of: l4' in lines[1]
+    assert len(lines) == 3  # resnet-baseline and resnet-nightly both ask for a10g
+
+
+def test_platform_without_teams_or_pools_is_a_clear_error():
+    """A platform that declares no teams and no GPU pools: the team stack gets both problems with fixes, not a KeyError."""
+    stack = load_stack_file(STACKS, "team-nlp")
+    with pytest.raises(ConfigError) as caught:
+        run_program(stack, {"organization/cloudml/platform-dev": ({"clusterName": "x", "kubeconfig": "{}", "teams": {}, "gpuPools": {}}, [])})
+    assert [str(p) for p in caught.value.problems] == [
+        'cloudml:team.name: is not a team of platform stack organization/cloudml/platform-dev (got "nlp"). '
+        "Fix: add `nlp` under cloudml:platform.teams in the platform stack, or fix the name (teams there: none)",
+        'cloudml:team.workloads[0] (via defaults.gpuType): GPU type l4 is offered by no GPU pool of '
+        'organization/cloudml/platform-dev (got "l4"). Fix: use one of: none (the platform has no GPU pools)',
+    ]
+
+
+def test_unrendered_kind_is_refused_not_skipped(tmp_path: Path):
+    """A kind in the contract without a template yet (sweep) is refused with exit-2 problems, never silently dropped."""
+    from cloudml.plan import Planner, StackConfigError
+
+    write_stack(tmp_path, "platform-dev", sample_config("platform-dev"))
+    team = copy.deepcopy(sample_config("team-nlp"))
+    team["cloudml:team"]["workloads"].append({"kind": "sweep", "name": "lr", "parameters": {"LR": [0.1, 0.01]}})
+    write_stack(tmp_path, "team-nlp", team)
+    with pytest.raises(StackConfigError) as caught:
+        Planner(tmp_path).plan("team-nlp")
+    assert [str(p) for p in caught.value.error.problems] == [
+        'cloudml:team.workloads[2].kind: cannot be deployed by this version of cloudml (no template for it yet) '
+        '(got "sweep"). Fix: use one of: training'
+    ]
