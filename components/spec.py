@@ -472,6 +472,12 @@ def platform_problems(spec: PlatformSpec) -> list[ConfigProblem]:
                 display_value(pool.name),
             ))
         seen.setdefault(pool.name, i)
+    if not spec.admins:
+        problems.append(ConfigProblem(
+            format_path(PLATFORM_KEY, ["admins"]),
+            "is empty, so no one could reach the cluster (cloudml grants no implicit creator-admin)",
+            "list the IAM role you run `pulumi up` with, e.g. arn:aws:iam::111122223333:role/platform-admins",
+        ))
     capacity = spec.pool_capacity_gpus()
     for team, tenant in spec.teams.items():
         if tenant.gpu_quota > capacity:

@@ -163,12 +163,15 @@ def test_system_pool_is_on_demand_cpu_without_taint(sample_plans):
     assert inputs["scalingConfig"] == {"minSize": 2, "maxSize": 4, "desiredSize": 2}
 
 
-def test_tenancy_uses_the_cluster_provider(sample_plans):
-    """Team tenancy objects go to the new cluster (its provider), not to whatever kubeconfig is ambient."""
+def test_tenancy_uses_the_cluster_provider_after_admin_access(sample_plans):
+    """Team tenancy objects go to the new cluster (its provider), not to whatever kubeconfig is ambient,
+    and only after the admins' access policy exists (there is no implicit creator-admin)."""
     resources = by_name(sample_plans["platform-dev"])
     provider_urn = resources["ml-dev-cluster-k8s"]["urn"]
     for team in ("vision", "nlp"):
-        assert resources[f"ml-dev-tenancy-{team}"]["provider"].startswith(provider_urn + "::")
+        group = resources[f"ml-dev-tenancy-{team}"]
+        assert group["provider"].startswith(provider_urn + "::")
+        assert resources["ml-dev-cluster-admin-0-policy"]["urn"] in group["dependsOn"]
 
 
 def test_outputs_for_team_stacks(sample_plans):

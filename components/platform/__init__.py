@@ -38,7 +38,7 @@ class Platform(pulumi.ComponentResource):
         self.network = Network(f"{name}-network", spec.network, spec.name, opts=child)
         self.cluster = Cluster(f"{name}-cluster", spec, self.network.private_subnet_ids, region, opts=child)
         self.nodes = NodePools(f"{name}-nodes", spec, self.cluster.cluster_name, self.network.private_subnet_ids, opts=child)
-        self.tenancy = Tenancy(f"{name}-tenancy", spec, self.cluster.provider, opts=child)
+        self.tenancy = Tenancy(f"{name}-tenancy", spec, self.cluster.provider, self.cluster.admin_access, opts=child)
         self.cluster_name = self.cluster.cluster_name
         self.kubeconfig = self.cluster.kubeconfig
         self.teams = self.tenancy.teams

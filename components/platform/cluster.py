@@ -97,18 +97,21 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster_policy]),
         )
         self.admin_entries = []
+        # What the Kubernetes provider needs before it can create anything: with no implicit
+        # creator-admin, whoever runs `pulumi up` must be one of these admins.
+        self.admin_access: list[pulumi.Resource] = []
         for i, principal in enumerate(spec.admins):
             entry = aws.eks.AccessEntry(
                 f"{name}-admin-{i}", cluster_name=self.eks.name, principal_arn=principal, type="STANDARD", opts=child
             )
-            aws.eks.AccessPolicyAssociation(
+            self.admin_access.append(aws.eks.AccessPolicyAssociation(
                 f"{name}-admin-{i}-policy",
                 cluster_name=self.eks.name,
                 principal_arn=principal,
                 policy_arn=CLUSTER_ADMIN_POLICY,
                 access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]),
-            )
+            ))
             self.admin_entries.append(entry)
         self.cluster_name = self.eks.name
         self.endpoint = self.eks.endpoint

@@ -35,13 +35,15 @@ class Tenancy(pulumi.ComponentResource):
     Outputs: `teams` (team -> namespace, serviceAccount, gpuQuota), the platform's `teams` output.
     """
 
-    def __init__(self, name: str, spec: PlatformSpec, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, spec: PlatformSpec, provider: k8s.Provider, cluster_access: list[pulumi.Resource],
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("cloudml:platform:Tenancy", name, None, opts)
         self.groups = {
             team: k8s.yaml.v2.ConfigGroup(
                 f"{name}-{team}",
                 objs=tenancy_objects(spec, team, tenant),
-                opts=pulumi.ResourceOptions(parent=self, provider=provider),
+                # The provider can only act once the admins' access to the cluster exists.
+                opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=cluster_access),
             )
             for team, tenant in spec.teams.items()
         }
