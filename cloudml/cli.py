@@ -9,6 +9,7 @@ message names every problem; no traceback), 3 on an internal error.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from enum import Enum
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from cloudml.plan import Planner, StackConfigError, StackPlan, plan_json, write_plan
+from cloudml.plan import Planner, StackConfigError, StackPlan, write_plan
 from cloudml.report import print_plan
 from cloudml.stackfile import list_stacks
 
@@ -64,6 +65,8 @@ def plan(
             result = planner.plan(name)
         except StackConfigError as error:
             status = max(status, EXIT_CONFIG)
+            # An invalid stack has no plan: leave no stale plan.json or manifests for CI to diff.
+            shutil.rmtree(out / error.stack, ignore_errors=True)
             failures.append({"stack": error.stack, "problems": [vars(p) for p in error.error.problems]})
             errors.print(f"[red]stack {error.stack}:[/red] {error.error.render()}", soft_wrap=True, markup=True)
             continue
@@ -76,16 +79,14 @@ def plan(
         folder = write_plan(result, out)
         plans.append(result)
         if any(f["level"] == "mandatory" for f in result.findings):
-            status = max(status, EXIT_POLICY) if status != EXIT_CONFIG else status
+            status = max(status, EXIT_POLICY)
         if output_format is Format.text:
             print_plan(console, result, str(folder))
             console.print()
     if output_format is Format.json:
-        if not all_stacks and plans:
-            sys.stdout.write(plan_json(plans[0]))
-        else:
-            document = {"stacks": [p.to_json() for p in plans], "invalid": failures}
-            sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        # One shape whatever happened, so CI can read it without first checking the exit status.
+        document = {"stacks": [p.to_json() for p in plans], "invalid": failures}
+        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     raise typer.Exit(status)
 
 

@@ -105,6 +105,12 @@ def _check_memory(value: str) -> str:
     return value
 
 
+def _check_storage(value: str) -> str:
+    if not _MEMORY.fullmatch(value) or _quantity_is_zero(value):
+        raise problem("is not a storage quantity", "write a number with a binary unit, such as \"500Gi\" or \"2Ti\"")
+    return value
+
+
 def _quantity_is_zero(value: str) -> bool:
     digits = re.match(r"[\d.]+", value)
     return digits is not None and float(digits.group(0)) == 0
@@ -166,6 +172,7 @@ LabelKey = Annotated[str, AfterValidator(_check_label_key)]
 LabelValue = Annotated[str, AfterValidator(_check_label_value)]
 CpuQuantity = Annotated[str, AfterValidator(_check_cpu)]
 MemoryQuantity = Annotated[str, AfterValidator(_check_memory)]
+StorageQuantity = Annotated[str, AfterValidator(_check_storage)]
 Image = Annotated[str, AfterValidator(_check_image)]
 IamPrincipalArn = Annotated[str, AfterValidator(_check_iam_principal)]
 Email = Annotated[str, AfterValidator(_check_email)]

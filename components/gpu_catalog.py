@@ -1,8 +1,8 @@
 """The GPU instance types cloudml can put in a GPU pool, and what each one carries.
 
 The table is the single source for GPU count, GPU model and node size per instance type: the spec
-checks pools against it, the node pools tag their ASGs from it (scale from zero), and the team
-stacks check that a pod fits on a node. tests/test_gpu_catalog.py checks every row against the EC2
+checks pools against it, the platform offers its GPU counts to team stacks (which check that a pod
+fits on a node), and the Cluster Autoscaler's scale-from-zero ASG tags will be written from it. tests/test_gpu_catalog.py checks every row against the EC2
 instance type data that moto ships (the `describe_instance_types` answer).
 
 Only x86_64 NVIDIA types are listed: the EKS AL2023 NVIDIA AMI and the TensorFlow GPU images

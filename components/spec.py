@@ -33,6 +33,7 @@ from components.fieldtypes import (
     LabelValue,
     MemoryQuantity,
     PositiveCount,
+    StorageQuantity,
     dns_label,
     problem,
 )
@@ -46,6 +47,7 @@ PoolName = Annotated[str, dns_label(20, "pool name")]
 TeamName = Annotated[str, dns_label(24, "team name")]
 # Workload names get suffixes (JobSet pods: <name>-worker-0-12), so they stay well under 63.
 WorkloadName = Annotated[str, dns_label(40, "workload name")]
+ModelName = Annotated[str, dns_label(40, "model name")]
 
 
 class Model(BaseModel):
@@ -182,6 +184,14 @@ class LustreSpec(Model):
     enabled: bool = Field(False, description="Create an FSx for Lustre file system.")
     storage_capacity_gib: int = Field(1200, ge=1200, description="Capacity in GiB (1200 or a multiple of 2400).")
 
+    @field_validator("storage_capacity_gib")
+    @classmethod
+    def _lustre_steps(cls, value: int) -> int:
+        if value != 1200 and value % 2400 != 0:
+            lower, upper = max(2400, value // 2400 * 2400), (value // 2400 + 1) * 2400
+            raise problem("is not a size FSx for Lustre offers", f"use 1200 or a multiple of 2400 (e.g. {lower} or {upper})")
+        return value
+
 
 class StorageSpec(Model):
     """Shared storage for datasets, checkpoints and home directories."""
@@ -218,7 +228,7 @@ class TenantSpec(Model):
     admins: list[IamPrincipalArn] = Field(default_factory=list, description="IAM roles/users with edit rights in the namespace.")
     cpu_quota: CpuQuantity = Field("64", description="CPU the team may request at once.")
     memory_quota: MemoryQuantity = Field("512Gi", description="Memory the team may request at once.")
-    storage_quota: MemoryQuantity = Field("2Ti", description="PVC storage the team may request.")
+    storage_quota: StorageQuantity = Field("2Ti", description="PVC storage the team may request.")
     load_balancers: Count = Field(2, description="LoadBalancer Services the team may create.")
 
 
@@ -312,7 +322,7 @@ class ModelServiceWorkload(WorkloadBase):
     """TensorFlow Serving of one model."""
 
     kind: Literal["modelService"]
-    model: WorkloadName = Field(description="Model name (path under the team's prefix in the models bucket).")
+    model: ModelName = Field(description="Model name (path under the team's prefix in the models bucket).")
 
 
 class DevEnvironmentWorkload(WorkloadBase):
@@ -366,7 +376,7 @@ class BatchPredictionWorkload(WorkloadBase):
     """Batch inference over an S3 prefix."""
 
     kind: Literal["batchPrediction"]
-    model: WorkloadName = Field(description="Model name in the team's models prefix.")
+    model: ModelName = Field(description="Model name in the team's models prefix.")
     input: str = Field(pattern=r"^s3://[a-z0-9.-]{3,63}/.*$", description="s3:// prefix of the input records.")
     output: str = Field(pattern=r"^s3://[a-z0-9.-]{3,63}/.*$", description="s3:// prefix for the predictions.")
 

@@ -53,8 +53,8 @@ class Platform(pulumi.ComponentResource):
         })
 
 
-# Sections of the contract that this version validates but does not deploy yet. Setting one is
-# never silently ignored: the plan and `pulumi up` warn about it.
+# Sections of the contract that this version validates but does not deploy yet. Their defaults
+# would suggest they exist (e.g. sharedFilesystem: efs), so the plan and `pulumi up` always warn.
 _NOT_YET_DEPLOYED = {
     "storage": "S3 buckets, EFS, Mountpoint for S3 and FSx for Lustre",
     "load_balancing": "the AWS Load Balancer Controller",
@@ -67,7 +67,6 @@ def not_yet_deployed(spec: PlatformSpec) -> list[str]:
     warnings = [
         f"{PLATFORM_KEY}.{to_camel(key)} is validated but not deployed by this version of cloudml ({what})"
         for key, what in _NOT_YET_DEPLOYED.items()
-        if key in spec.model_fields_set
     ]
     for i, pool in enumerate(spec.gpu_pools):
         if pool.time_slicing_replicas > 1:

@@ -11,7 +11,8 @@ from ipaddress import IPv4Network
 import pulumi
 import pulumi_aws as aws
 
-from components.spec import NetworkSpec
+from components.errors import ConfigError, ConfigProblem
+from components.spec import PLATFORM_KEY, NetworkSpec
 
 
 def private_subnet_cidrs(vpc_cidr: IPv4Network, count: int) -> list[str]:
@@ -19,6 +20,17 @@ def private_subnet_cidrs(vpc_cidr: IPv4Network, count: int) -> list[str]:
     (the rest stay free for public subnets and growth)."""
     blocks = list(vpc_cidr.subnets(prefixlen_diff=3))
     return [str(b) for b in blocks[:count]]
+
+
+def _zone(names: list[str], index: int, wanted: int) -> str:
+    if index >= len(names):
+        raise ConfigError([ConfigProblem(
+            f"{PLATFORM_KEY}.network.availabilityZones",
+            f"asks for {wanted} AZs, but the region has {len(names)} available",
+            f"set availabilityZones to {len(names)} or fewer",
+            str(wanted),
+        )])
+    return names[index]
 
 
 class Network(pulumi.ComponentResource):
@@ -50,7 +62,7 @@ class Network(pulumi.ComponentResource):
                     f"{name}-private-{i}",
                     vpc_id=self.vpc.id,
                     cidr_block=cidr,
-                    availability_zone=zones.names.apply(lambda names, i=i: names[i]),
+                    availability_zone=zones.names.apply(lambda names, i=i: _zone(names, i, spec.availability_zones)),
                     map_public_ip_on_launch=False,
                     tags={
                         "Name": f"{cluster_name}-private-{i}",
