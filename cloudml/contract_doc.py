@@ -49,6 +49,7 @@ _VALIDATED_TYPES: dict[Any, str] = {
     fieldtypes._check_label_value: "label value",
     fieldtypes._check_cpu: "CPU quantity (e.g. 4, 0.5, 500m)",
     fieldtypes._check_memory: "quantity (e.g. 512Mi, 16Gi)",
+    fieldtypes._check_storage: "quantity (e.g. 500Gi, 2Ti)",
     fieldtypes._check_image: "container image (registry/repository:tag or @sha256 digest)",
     fieldtypes._check_iam_principal: "IAM role or user ARN",
     fieldtypes._check_email: "email address",
