@@ -16,6 +16,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cloudml.plan import Planner, StackConfigError, StackPlan, write_plan
 from cloudml.report import print_plan
@@ -50,11 +51,11 @@ def plan(
     console = Console(stderr=output_format is Format.json, highlight=False, width=None if sys.stdout.isatty() else 160)
     errors = Console(stderr=True, highlight=False)
     if all_stacks == (stack is not None):
-        errors.print("Name one stack, or pass --all (not both).")
+        errors.print("Name one stack, or pass --all (not both).", soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG)
     names = list_stacks(stacks_dir) if all_stacks else [stack]
     if not names:
-        errors.print(f"No stack files (Pulumi.<stack>.yaml) in {stacks_dir}.")
+        errors.print(f"No stack files (Pulumi.<stack>.yaml) in {stacks_dir}.", soft_wrap=True, markup=False)
         raise typer.Exit(EXIT_CONFIG)
     planner = Planner(stacks_dir)
     plans: list[StackPlan] = []
@@ -68,7 +69,8 @@ def plan(
             # An invalid stack has no plan: leave no stale plan.json or manifests for CI to diff.
             shutil.rmtree(out / error.stack, ignore_errors=True)
             failures.append({"stack": error.stack, "problems": [vars(p) for p in error.error.problems]})
-            errors.print(f"[red]stack {error.stack}:[/red] {error.error.render()}", soft_wrap=True, markup=True)
+            # Problem text quotes config values verbatim: never let rich read them as markup.
+            errors.print(f"[red]stack {escape(error.stack)}:[/red] {escape(error.error.render())}", soft_wrap=True)
             continue
         except Exception as error:  # noqa: BLE001 - a bug, not bad input: short message, traceback on --debug
             if debug:

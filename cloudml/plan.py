@@ -10,6 +10,7 @@ manifest file per component or workload.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +154,7 @@ class Planner:
         if not stack_path(self.stacks_dir, name).is_file():
             raise ConfigError([ConfigProblem(
                 path, f"names stack {name}, which has no {stack_path(self.stacks_dir, name)}",
-                "point platformStack at a platform stack defined in stacks/ (e.g. organization/cloudml/platform-dev)",
+                f"point platformStack at a platform stack defined in {self.stacks_dir} (e.g. organization/cloudml/platform-dev)",
                 display_value(spec.platform_stack),
             )])
         try:
@@ -288,12 +289,28 @@ def plan_json(plan: StackPlan) -> str:
     return json.dumps(plan.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+class ManifestDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """PyYAML's safe dumper (libyaml when available) that also quotes what kubectl would misread.
+
+    kubectl parses YAML with go-yaml, whose float rule takes `3e-5` (no '.') as a number, where
+    PyYAML's YAML 1.1 rule sees a string and would leave it unquoted; `args: ["3e-5"]` must stay
+    a string in the manifest files people apply.
+    """
+
+
+ManifestDumper.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."),
+)
+
+
 def manifest_files(plan: StackPlan) -> dict[str, str]:
     """file name -> YAML text of every object in it, in plan order."""
     files: dict[str, list[dict]] = {}
     for item in plan.objects:
         files.setdefault(item.file, []).append(item.object)
     return {
-        name: yaml.safe_dump_all(objs, sort_keys=False, allow_unicode=True, width=1000)
+        name: yaml.dump_all(objs, Dumper=ManifestDumper, sort_keys=False, allow_unicode=True, width=1000)
         for name, objs in sorted(files.items())
     }

@@ -4,6 +4,7 @@ warnings and policy findings."""
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.tree import Tree
 
 from cloudml.plan import StackPlan, summary
@@ -23,10 +24,10 @@ def print_plan(console: Console, plan: StackPlan, folder: str) -> None:
     )
     print_budget(console, plan)
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     for finding in plan.findings:
-        console.print(f"[red]{finding['level']}:[/red] {finding['policy']}: {finding['message']}", soft_wrap=True)
-    console.print(f"Wrote {folder}/plan.json and {folder}/manifests/", soft_wrap=True)
+        console.print(f"[red]{finding['level']}:[/red] {escape(finding['policy'])}: {escape(finding['message'])}", soft_wrap=True)
+    console.print(f"Wrote {escape(folder)}/plan.json and {escape(folder)}/manifests/", soft_wrap=True, markup=True)
 
 
 def resource_tree(plan: StackPlan) -> Tree:
@@ -43,10 +44,11 @@ def resource_tree(plan: StackPlan) -> Tree:
         return sum(1 + count(c["urn"]) for c in children.get(urn, []))
 
     def label(record: dict) -> str:
-        text = f"{record['type']} [bold]{record['name']}[/bold]"
-        held = objects_by_source.get(record["urn"])
+        text = f"{escape(record['type'])} [bold]{escape(record['name'])}[/bold]"
+        held = objects_by_source.get(record["urn"]) or []
         if record["type"].endswith("ConfigGroup"):
-            text += f" ({len(held or [])} Kubernetes objects: {', '.join(held or [])})"
+            noun = "Kubernetes object" if len(held) == 1 else "Kubernetes objects"
+            text += f" ({len(held)} {noun}: {escape(', '.join(held))})"
         elif not record["custom"]:
             text += f" ({count(record['urn'])} resources)"
         if record["read"]:
@@ -60,7 +62,7 @@ def resource_tree(plan: StackPlan) -> Tree:
             add(node.add(label(record)), record["urn"])
 
     known = {r["urn"] for r in plan.resources}
-    root = Tree(f"stack {plan.stack}")
+    root = Tree(f"stack {escape(plan.stack)}")
     for parent in sorted(children):
         if parent not in known:  # the stack itself
             add(root, parent)
@@ -87,4 +89,4 @@ def print_budget(console: Console, plan: StackPlan) -> None:
         )
         for name, w in budget["workloads"].items():
             if w["gpus"]:
-                console.print(f"  {name}: {w['gpus']} x {w['gpuType']}")
+                console.print(f"  {escape(name)}: {w['gpus']} x {escape(str(w['gpuType']))}")

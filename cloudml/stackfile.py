@@ -7,6 +7,7 @@ reaches stdout, plan.json or a manifest.
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,16 @@ def stack_path(stacks_dir: Path, name: str) -> Path:
 def list_stacks(stacks_dir: Path) -> list[str]:
     """Every stack with a config file in `stacks_dir`, platform stacks first (teams need them)."""
     names = [p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml")]
-    return sorted(names, key=lambda n: (not n.startswith("platform"), n))
+    return sorted(names, key=lambda n: (not _declares_platform(stack_path(stacks_dir, n)), n))
+
+
+def _declares_platform(path: Path) -> bool:
+    """Whether the file sets cloudml:platform (unreadable files sort with the teams; planning reports them)."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return isinstance(document, dict) and PLATFORM_KEY in (document.get("config") or {})
+    except (OSError, yaml.YAMLError, AttributeError):
+        return False
 
 
 def load_stack_file(stacks_dir: Path, name: str) -> StackFile:
@@ -82,12 +92,15 @@ def load_stack_file(stacks_dir: Path, name: str) -> StackFile:
     for key, value in raw_config.items():
         if not isinstance(key, str) or ":" not in key:
             problems.append(ConfigProblem(
-                str(key), "config keys must be namespaced", f"write `{PROJECT}:{key}` (or the provider's namespace, e.g. aws:region)"
+                str(key), "config keys must be namespaced",
+                f"write it as <namespace>:{key} (e.g. aws:region); cloudml reads only {PLATFORM_KEY} and {TEAM_KEY}",
             ))
             continue
         if key.startswith(f"{PROJECT}:") and key not in _KNOWN_CLOUDML_KEYS:
+            close = difflib.get_close_matches(key, _KNOWN_CLOUDML_KEYS, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
             problems.append(ConfigProblem(
-                key, "unknown key", f"use {PLATFORM_KEY} (platform stacks) or {TEAM_KEY} (team stacks)", display_value(key)
+                key, "unknown key", f"{hint}use {PLATFORM_KEY} (platform stacks) or {TEAM_KEY} (team stacks)"
             ))
             continue
         cleaned, has_secret = _strip_secure(value)

@@ -91,16 +91,24 @@ _GENERIC_FIX = {
 }
 
 
+# error type -> (fix template, the ctx key holding the limit)
 _BOUND_FIX = {
-    "greater_than_equal": "use {} or more",
-    "greater_than": "use more than {}",
-    "less_than_equal": "use {} or less",
-    "less_than": "use less than {}",
-    "too_short": "give at least {} item(s)",
-    "too_long": "give at most {} item(s)",
-    "string_too_long": "use at most {} characters",
-    "string_pattern_mismatch": "match the pattern {}",
+    "greater_than_equal": ("use {} or more", "ge"),
+    "greater_than": ("use more than {}", "gt"),
+    "less_than_equal": ("use {} or less", "le"),
+    "less_than": ("use less than {}", "lt"),
+    "too_short": ("give at least {} item(s)", "min_length"),
+    "too_long": ("give at most {} item(s)", "max_length"),
+    "string_too_long": ("use at most {} characters", "max_length"),
+    "string_pattern_mismatch": ("match the pattern {}", "pattern"),
 }
+
+
+def _lower_first(text: str) -> str:
+    """'Maximum nodes' -> 'maximum nodes', but 'GPUs per pod' stays as it is."""
+    if len(text) > 1 and text[1].isupper():
+        return text
+    return text[0].lower() + text[1:]
 
 
 def from_pydantic(root: str, model: type[BaseModel], error: pydantic.ValidationError) -> list[ConfigProblem]:
@@ -111,14 +119,16 @@ def from_pydantic(root: str, model: type[BaseModel], error: pydantic.ValidationE
         kind = item["type"]
         ctx = item.get("ctx") or {}
         secret = field is not None and _is_secret(field.annotation)
-        value = None if kind == "missing" else (SECRET_DISPLAY if secret else display_value(item.get("input")))
+        raw_input = item.get("input")
+        absent = kind == "missing" or (kind == "cloudml" and raw_input is None)
+        value = None if absent else (SECRET_DISPLAY if secret else display_value(raw_input))
         if kind in ("union_tag_invalid", "union_tag_not_found"):
             # Point at the discriminator itself, not at the whole mapping.
             key = ctx.get("discriminator", "kind").strip("'")
             parts = [*parts, key]
             value = display_value(ctx["tag"]) if "tag" in ctx else None
         message = ctx.get("message") or _message(kind, item["msg"])
-        fix = ctx.get("fix") or _fix(kind, parts, owner, field, ctx)
+        fix = ctx.get("fix") or _fix(kind, parts, owner, field, ctx, model)
         problems.append(ConfigProblem(format_path(root, parts), message, fix, value))
     return problems
 
@@ -138,7 +148,7 @@ def _message(kind: str, pydantic_msg: str) -> str:
     return text[0].lower() + text[1:] if text else text
 
 
-def _fix(kind: str, parts: list, owner: type[BaseModel] | None, field, ctx: dict) -> str:
+def _fix(kind: str, parts: list, owner: type[BaseModel] | None, field, ctx: dict, root_model: type[BaseModel]) -> str:
     if kind == "extra_forbidden" and owner is not None:
         key = str(parts[-1]) if parts else ""
         allowed = sorted(_alias(name, f) for name, f in owner.model_fields.items())
@@ -148,16 +158,18 @@ def _fix(kind: str, parts: list, owner: type[BaseModel] | None, field, ctx: dict
     if kind == "literal_error" and "expected" in ctx:
         return f"use one of {ctx['expected']}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+        # pydantic names the expected tags only for an invalid tag; read them off the union itself.
+        tags = _union_tags(root_model, parts[:-1])
         close = difflib.get_close_matches(str(ctx.get("tag", "")), tags, n=1)
         hint = f"did you mean `{close[0]}`? " if close else ""
         return f"{hint}use one of: {', '.join(tags)}"
     described = field.description if field is not None and field.description else None
     generic = _GENERIC_FIX.get(kind)
     if kind in _BOUND_FIX:
-        generic = _BOUND_FIX[kind].format(next(iter(ctx.values()), ""))
+        template, key = _BOUND_FIX[kind]
+        generic = template.format(ctx.get(key, ""))
     if generic and described:
-        return f"{generic}: {described[0].lower()}{described[1:]}"
+        return f"{generic}: {_lower_first(described)}"
     return generic or described or "see the stack contract in README.md"
 
 
@@ -189,6 +201,9 @@ def _walk(model: type[BaseModel], loc: list) -> tuple[list, type[BaseModel] | No
     owner: type[BaseModel] | None = None
     field = None
     for token in loc:
+        if token == "[key]":
+            # pydantic marks an error in a dict's key (not its value); the key is already in the path.
+            continue
         candidates = _flatten(current)
         models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
         if isinstance(token, int):
@@ -204,7 +219,7 @@ def _walk(model: type[BaseModel], loc: list) -> tuple[list, type[BaseModel] | No
         if target is not None:
             owner = target
             field = _field_by_alias(target, token)
-            parts.append(token)
+            parts.append(_alias(_name_of(target, field), field))  # a default's error is located by field name
             current = field.annotation
             continue
         # A dict key (teams.<name>) or a key pydantic could not place (extra keys).
@@ -219,11 +234,33 @@ def _walk(model: type[BaseModel], loc: list) -> tuple[list, type[BaseModel] | No
     return parts, owner, field
 
 
+def _union_tags(model: type[BaseModel], parts: list) -> list[str]:
+    """The `kind` tags of the tagged union found at `parts` (a path of aliases and indexes)."""
+    current: Any = model
+    for token in parts:
+        candidates = _flatten(current)
+        if isinstance(token, int):
+            current = _item_type(candidates)
+            continue
+        target = next((m for m in candidates if isinstance(m, type) and issubclass(m, BaseModel)
+                       and _field_by_alias(m, token) is not None), None)
+        if target is None:
+            return []
+        current = _field_by_alias(target, token).annotation
+    return [t for t in (_tag_of(m) for m in _flatten(current) if isinstance(m, type) and issubclass(m, BaseModel)) if t]
+
+
 def _field_by_alias(model: type[BaseModel], key: str):
+    """The field a location token names: by its alias (config keys), or by its Python name
+    (pydantic locates errors in validated defaults that way)."""
     for name, field in model.model_fields.items():
-        if (field.alias or name) == key:
+        if (field.alias or name) == key or name == key:
             return field
     return None
+
+
+def _name_of(model: type[BaseModel], field) -> str:
+    return next(name for name, f in model.model_fields.items() if f is field)
 
 
 def _tag_of(model: type[BaseModel]) -> str | None:

@@ -101,7 +101,7 @@ def team_platform_problems(team: TeamSpec, platform: PlatformView) -> list[Confi
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, ["workloads", i, "gpusPerWorker" if workload.kind == "distributedTraining" else "gpus"]),
                 f"asks for {gpus} GPUs in one pod, but the largest {gpu_type} node has {per_node}",
-                f"request {per_node} or fewer GPUs per pod (use distributedTraining to span nodes)",
+                f"request {per_node} or fewer GPUs per pod, or add a pool with larger {gpu_type} nodes to the platform",
                 display_value(gpus),
             ))
     return problems

@@ -23,6 +23,8 @@ from components.platform_view import PlatformView
 from components.spec import TeamSpec, WorkloadBase, requested_gpus
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+# libyaml's loader when PyYAML was built with it (10x faster on big plans), the Python one otherwise.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 PART_OF = "cloudml"
 MANAGED_BY = "cloudml"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -67,11 +69,14 @@ def yaml_scalar(value: Any) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise RenderError(f"cannot write the non-finite number {value!r} into a manifest")
-        return repr(value)
+        text = repr(value)
+        # YAML 1.1 (PyYAML) reads 1e-05 as a string: its floats need a '.' in the mantissa.
+        return text.replace("e", ".0e") if "e" in text and "." not in text else text
     if isinstance(value, str):
         return _quote(value)
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_quote(str(k))}: {yaml_scalar(v)}" for k, v in value.items()) + "}"
+        # Explicit keys (`? key`): an implicit key may be at most 1024 characters, an escaped one can be longer.
+        return "{" + ", ".join(f"? {_quote(str(k))}: {yaml_scalar(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(yaml_scalar(v) for v in value) + "]"
     raise RenderError(f"cannot write a {type(value).__name__} into a manifest")
@@ -116,7 +121,7 @@ def render_template(path: str, **values: Any) -> list[dict]:
     except jinja2.TemplateError as error:
         raise RenderError(f"template {path}: {error}") from error
     try:
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        return [doc for doc in yaml.load_all(text, Loader=SAFE_LOADER) if doc is not None]
     except yaml.YAMLError as error:
         raise RenderError(f"template {path} produced invalid YAML: {error}") from error
 

@@ -73,7 +73,9 @@ class NetworkSpec(Model):
     availability_zones: int = Field(3, ge=2, le=6, description="How many AZs the new VPC spans (2-6).")
     vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="Use this existing VPC instead of creating one.")
     private_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
-        default_factory=list, description="Private subnets of the existing VPC (at least 2, in different AZs)."
+        default_factory=list,
+        validate_default=True,  # the rule must run when the key is left out, too
+        description="Private subnets of the existing VPC (at least 2, in different AZs).",
     )
 
     @field_validator("private_subnet_ids")
@@ -298,12 +300,19 @@ class DistributedTrainingWorkload(WorkloadBase):
 
     kind: Literal["distributedTraining"]
     strategy: Literal["multiWorkerMirrored", "parameterServer"] = Field("multiWorkerMirrored", description="tf.distribute strategy.")
-    chief: int = Field(0, ge=0, le=1, description="Chief replicas (0 or 1; TensorFlow allows at most one).")
+    chief: int = Field(0, ge=0, le=1, validate_default=True, description="Chief replicas (0 or 1; TensorFlow allows at most one).")
     workers: PositiveCount = Field(2, description="Worker replicas.")
-    ps: Count = Field(0, description="Parameter servers (parameterServer strategy only).")
+    ps: Count = Field(0, validate_default=True, description="Parameter servers (parameterServer strategy only).")
     evaluator: int = Field(0, ge=0, le=1, description="Evaluator replicas (0 or 1).")
     gpus_per_worker: Count = Field(0, description="GPUs per worker (and chief) pod.")
     max_restarts: int = Field(3, ge=0, le=100, description="Restarts of the whole group before the job fails.")
+
+    @field_validator("chief")
+    @classmethod
+    def _ps_strategy_needs_chief(cls, value: int, info: ValidationInfo) -> int:
+        if info.data.get("strategy") == "parameterServer" and value != 1:
+            raise problem("the parameterServer strategy needs a chief (its coordinator)", "set chief: 1")
+        return value
 
     @field_validator("ps")
     @classmethod
@@ -313,8 +322,6 @@ class DistributedTrainingWorkload(WorkloadBase):
             raise problem("parameter servers need the parameterServer strategy", "set strategy: parameterServer or ps: 0")
         if strategy == "parameterServer" and value == 0:
             raise problem("the parameterServer strategy needs parameter servers", "set ps to 1 or more")
-        if strategy == "parameterServer" and info.data.get("chief") != 1:
-            raise problem("the parameterServer strategy needs a chief (its coordinator)", "set chief: 1")
         return value
 
 
@@ -343,8 +350,17 @@ class SweepWorkload(WorkloadBase):
     parameters: dict[EnvName, Annotated[list[SweepValue], Field(min_length=1)]] = Field(
         min_length=1, description="Parameter name -> values to try."
     )
-    trials: PositiveCount | None = Field(None, description="Trials for random search (grid: the number of combinations).")
+    trials: PositiveCount | None = Field(
+        None, validate_default=True, description="Trials for random search (grid: the number of combinations)."
+    )
     parallelism: PositiveCount = Field(1, description="Trials run at the same time (at most the number of trials).")
+
+    @field_validator("trials")
+    @classmethod
+    def _random_needs_trials(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if info.data.get("algorithm") == "random" and value is None:
+            raise problem("random search needs a number of trials", "set trials to how many samples to run")
+        return value
 
     @field_validator("parallelism")
     @classmethod
@@ -355,7 +371,7 @@ class SweepWorkload(WorkloadBase):
         if info.data.get("algorithm") == "random":
             trials = info.data.get("trials")
             if trials is None:
-                raise problem("random search needs a number of trials", "set trials to how many samples to run")
+                return value  # reported at `trials`
         else:
             trials = math.prod(len(v) for v in parameters.values())
         if value > trials:
@@ -526,6 +542,15 @@ def team_problems(spec: TeamSpec) -> list[ConfigProblem]:
                 display_value(workload.name),
             ))
         first_index.setdefault(workload.name, i)
+        if len(spec.name) + 1 + len(workload.name) > 63:
+            # `app.kubernetes.io/instance: <team>-<workload>` is a label value, at most 63 characters.
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, [*path, "name"]),
+                f"with team name {spec.name} makes the instance label {len(spec.name) + 1 + len(workload.name)} "
+                "characters long; Kubernetes allows 63",
+                f"shorten it to {62 - len(spec.name)} characters or fewer",
+                display_value(workload.name),
+            ))
         if workload.image is None and spec.defaults.image is None:
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, [*path, "image"]),
