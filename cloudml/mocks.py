@@ -10,6 +10,7 @@ the plan reports.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,13 @@ class CloudMocks(pulumi.runtime.Mocks):
     # name of the referenced stack -> its outputs and the names of its secret outputs
     stack_references: dict[str, tuple[dict, list[str]]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # The inputs of the registration this thread is handling, for RecordingMonitor (saves
+        # deserializing them twice; the SDK registers from several threads at once).
+        self.current = threading.local()
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        self.current.inputs = args.inputs
         typ, name, inputs = args.typ, args.name, dict(args.inputs)
         if typ == "pulumi:pulumi:StackReference":
             ref = inputs.get("name") or name
@@ -48,7 +55,8 @@ class CloudMocks(pulumi.runtime.Mocks):
             outputs, secret_names = self.stack_references[ref]
             return f"{ref}", {"name": ref, "outputs": outputs, "secretOutputNames": secret_names}
         if not args.custom:
-            return None, inputs
+            # Components (ours and the remote ConfigGroup) have no provider state; nothing reads it back.
+            return None, {}
         state = dict(inputs)
         if typ.startswith("aws:"):
             return self._aws(typ, name, state)
@@ -146,7 +154,7 @@ class RecordingMonitor(MockMonitor):
             name=request.name,
             parent=request.parent,
             custom=bool(request.custom),
-            inputs=rpc.deserialize_properties(request.object),
+            inputs=self.mocks.current.inputs,
             protect=bool(request.protect),
             retain_on_delete=bool(request.retainOnDelete),
             depends_on=sorted(request.dependencies),
