@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pulumi
@@ -17,7 +18,7 @@ from pulumi.runtime.stack import run_in_stack
 
 from cloudml.mocks import CloudMocks, RecordingMonitor, Registration
 from cloudml.stackfile import PROJECT, StackFile
-from components import program
+from components import program as program_module
 from components.errors import ConfigError
 
 
@@ -39,8 +40,13 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def run_program(stack: StackFile, stack_references: dict[str, tuple[dict, list[str]]] | None = None) -> ProgramRun:
-    """Run the program for `stack`; raise ConfigError for bad config, anything else for bugs."""
+def run_program(
+    stack: StackFile,
+    stack_references: dict[str, tuple[dict, list[str]]] | None = None,
+    program: Callable[[], None] = program_module.run,
+) -> ProgramRun:
+    """Run the program for `stack` (or another program function: tests build single components
+    this way); raise ConfigError for bad config, anything else for bugs."""
     mocks = CloudMocks(stack=stack.name, region=str(stack.config.get("aws:region", "us-west-2")),
                        stack_references=stack_references or {})
     monitor = RecordingMonitor(mocks)
@@ -63,7 +69,7 @@ def run_program(stack: StackFile, stack_references: dict[str, tuple[dict, list[s
         finally:
             pulumi_settings.ROOT.reset(placeholder)
         pulumi.runtime.set_all_config(stack.pulumi_config(), stack.secret_keys)
-        loop.run_until_complete(run_in_stack(program.run))
+        loop.run_until_complete(run_in_stack(program))
     except Exception as error:  # noqa: BLE001 - re-raised below, as the ConfigError it hides if any
         config_error = _find_config_error(error)
         if config_error is not None:

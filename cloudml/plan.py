@@ -174,7 +174,7 @@ class Planner:
 
 def _build(stack: StackFile, kind: str, run, warnings: list[str], budget: dict) -> StackPlan:
     by_urn = {r.urn: r for r in run.registrations}
-    resources = sorted((_record(r) for r in run.registrations), key=lambda r: r["urn"])
+    resources = sorted((resource_record(r) for r in run.registrations), key=lambda r: r["urn"])
     objects = []
     for registration in sorted(run.registrations, key=lambda r: r.urn):
         for obj in _kubernetes_objects(registration):
@@ -192,7 +192,7 @@ def _build(stack: StackFile, kind: str, run, warnings: list[str], budget: dict) 
     )
 
 
-def _record(registration: Registration) -> dict:
+def resource_record(registration: Registration) -> dict:
     return {
         "urn": registration.urn,
         "type": registration.type,

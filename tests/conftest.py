@@ -33,3 +33,15 @@ def write_stack(stacks_dir: Path, name: str, config: dict) -> Path:
 def sample_config(name: str) -> dict:
     """The `config:` mapping of a sample stack, to copy and mutate in tests."""
     return yaml.safe_load((STACKS / f"Pulumi.{name}.yaml").read_text(encoding="utf-8"))["config"]
+
+
+def run_components(build, config: dict | None = None, stack: str = "unit") -> dict[str, dict]:
+    """Run `build()` (which creates components) under the plan's Pulumi mocks; return the recorded
+    resources by name, in the same shape as plan.json's `resources` (type, parent, inputs, ...)."""
+    from cloudml.engine import run_program
+    from cloudml.plan import resource_record
+    from cloudml.stackfile import StackFile
+
+    stack_file = StackFile(name=stack, path=Path(f"Pulumi.{stack}.yaml"), config=config or {"aws:region": "us-west-2"})
+    run = run_program(stack_file, program=build)
+    return {r.name: resource_record(r) for r in run.registrations}
