@@ -20,7 +20,7 @@ from rich.markup import escape
 
 from cloudml.plan import Planner, StackConfigError, StackPlan, write_plan
 from cloudml.report import print_plan
-from cloudml.stackfile import list_stacks
+from cloudml.stackfile import STACK_NAME, list_stacks
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -66,8 +66,7 @@ def plan(
             result = planner.plan(name)
         except StackConfigError as error:
             status = max(status, EXIT_CONFIG)
-            # An invalid stack has no plan: leave no stale plan.json or manifests for CI to diff.
-            shutil.rmtree(out / error.stack, ignore_errors=True)
+            _remove_stale_plan(out, error.stack)
             failures.append({"stack": error.stack, "problems": [vars(p) for p in error.error.problems]})
             # Problem text quotes config values verbatim: never let rich read them as markup.
             errors.print(f"[red]stack {escape(error.stack)}:[/red] {escape(error.error.render())}", soft_wrap=True)
@@ -90,6 +89,16 @@ def plan(
         document = {"stacks": [p.to_json() for p in plans], "invalid": failures}
         sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     raise typer.Exit(status)
+
+
+def _remove_stale_plan(out: Path, stack: str) -> None:
+    """An invalid stack has no plan: leave no stale plan.json or manifests for CI to diff. Only ever
+    a direct child of `out` named like a stack (the name comes from the command line)."""
+    if not STACK_NAME.fullmatch(stack) or stack in (".", ".."):
+        return
+    folder = out / stack
+    if folder.is_dir() and folder.resolve().parent == out.resolve():
+        shutil.rmtree(folder)
 
 
 @app.command()

@@ -268,6 +268,10 @@ def _validated_name(metadata: list) -> str | None:
             if func.__qualname__ == "dns_label.<locals>.check":
                 closure = dict(zip(func.__code__.co_freevars, (c.cell_contents for c in func.__closure__)))
                 return f"DNS-1123 label (≤ {closure['max_length']} chars)"
+            if func.__qualname__ == "_cidr.<locals>.parse":
+                closure = dict(zip(func.__code__.co_freevars, (c.cell_contents for c in func.__closure__)))
+                low, high = closure["min_prefix"], closure["max_prefix"]
+                return "IPv4 CIDR string" + ("" if (low, high) == (0, 32) else f" (/{low} to /{high})")
             raise TypeError(f"no readable name for the validator {func.__qualname__}; teach cloudml/contract_doc.py about it")
     return None
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -56,6 +58,10 @@ def run_program(
     logger.handlers = [collect]
     # The loop must exist before set_mocks: the runtime binds the tasks it starts to the current loop.
     loop = asyncio.new_event_loop()
+    # Our own executor, so the event loops Pulumi's mock monitor opens in its worker threads can be
+    # closed when the run ends (left open, they fail noisily when garbage-collected later).
+    executor = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="cloudml-plan")
+    loop.set_default_executor(executor)
     # A failed apply leaves Output futures whose exception is re-raised below as one ConfigError;
     # asyncio would also print each of them as "never retrieved" noise.
     loop.set_exception_handler(lambda _loop, _context: None)
@@ -76,9 +82,35 @@ def run_program(
             raise config_error from None
         raise
     finally:
+        _close_worker_loops(executor)
+        executor.shutdown(wait=True)
         asyncio.set_event_loop(None)
         loop.close()
     return ProgramRun(registrations=monitor.registrations, outputs=monitor.stack_outputs, warnings=collect.messages)
+
+
+_WORKERS = 8
+
+
+def _close_worker_loops(executor: ThreadPoolExecutor) -> None:
+    """Run one task on every worker thread (a barrier keeps them apart) closing that thread's loop."""
+    barrier = threading.Barrier(_WORKERS)
+
+    def close_this_threads_loop() -> None:
+        try:
+            barrier.wait(timeout=10)
+        except threading.BrokenBarrierError:
+            pass
+        try:
+            thread_loop = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:  # this thread never made one
+            return
+        if not thread_loop.is_running() and not thread_loop.is_closed():
+            thread_loop.close()
+        asyncio.set_event_loop(None)
+
+    for future in [executor.submit(close_this_threads_loop) for _ in range(_WORKERS)]:
+        future.result()
 
 
 def _find_config_error(error: BaseException) -> ConfigError | None:

@@ -20,7 +20,7 @@ import yaml
 
 from cloudml.engine import run_program
 from cloudml.mocks import Registration, redact, secret_names, unwrap
-from cloudml.stackfile import PROJECT, StackFile, load_stack_file, stack_path
+from cloudml.stackfile import PROJECT, STACK_NAME, StackFile, load_stack_file, stack_path
 from components import platform_view as pv
 from components.errors import ConfigError, ConfigProblem, display_value
 from components.spec import (
@@ -29,7 +29,8 @@ from components.spec import (
     PlatformSpec,
     TeamSpec,
     load_platform,
-    load_team,
+    parse_team,
+    team_problems,
     requested_gpus,
 )
 from components.team import unrendered_kind_problems
@@ -112,9 +113,16 @@ class Planner:
     def __init__(self, stacks_dir: Path):
         self.stacks_dir = stacks_dir
         self._plans: dict[str, StackPlan] = {}
+        self._in_progress: set[str] = set()  # a team referencing a team referencing ... back
 
     def plan(self, name: str) -> StackPlan:
         if name not in self._plans:
+            if name in self._in_progress:
+                raise StackConfigError(name, ConfigError([ConfigProblem(
+                    f"{TEAM_KEY}.platformStack", f"leads back to stack {name} (a cycle of stack references)",
+                    "point platformStack at a platform stack",
+                )]))
+            self._in_progress.add(name)
             try:
                 stack = load_stack_file(self.stacks_dir, name)
                 if stack.kind == "platform":
@@ -123,6 +131,8 @@ class Planner:
                     self._plans[name] = self._plan_team(stack)
             except ConfigError as error:
                 raise StackConfigError(name, error) from None
+            finally:
+                self._in_progress.discard(name)
         return self._plans[name]
 
     def _plan_platform(self, stack: StackFile) -> StackPlan:
@@ -131,11 +141,15 @@ class Planner:
         return _build(stack, "platform", run, [], platform_budget(spec))
 
     def _plan_team(self, stack: StackFile) -> StackPlan:
-        spec = load_team(stack.config.get(TEAM_KEY))
-        platform_plan = self._platform_of(spec)
+        spec = parse_team(stack.config.get(TEAM_KEY))
+        own_problems = team_problems(spec) + unrendered_kind_problems(spec)
+        try:
+            platform_plan = self._platform_of(spec)
+        except ConfigError as error:
+            raise ConfigError(own_problems + error.problems) from None
         view = pv.PlatformView.from_outputs(platform_plan.plain_outputs, spec.platform_stack)
-        problems = pv.team_platform_problems(spec, view) + unrendered_kind_problems(spec)
-        if problems:
+        problems = own_problems + pv.team_platform_problems(spec, view)
+        if problems:  # the stack's own rules and the cross-stack checks, reported in one round
             raise ConfigError(problems)
         refs = {spec.platform_stack: (platform_plan.plain_outputs, platform_plan.secret_outputs)}
         run = run_program(stack, refs)
@@ -151,6 +165,16 @@ class Planner:
                 f"write <org>/{PROJECT}/<stack>", display_value(spec.platform_stack),
             )])
         name = spec.platform_stack_name
+        if not STACK_NAME.fullmatch(name) or name in (".", ".."):
+            raise ConfigError([ConfigProblem(
+                path, f"ends in {name!r}, which is not a stack name", "end it with the platform stack's name, e.g. platform-dev",
+                display_value(spec.platform_stack),
+            )])
+        if name in self._in_progress:
+            raise ConfigError([ConfigProblem(
+                path, f"names stack {name}, which leads back to this stack (a cycle of stack references)",
+                "point platformStack at a platform stack", display_value(spec.platform_stack),
+            )])
         if not stack_path(self.stacks_dir, name).is_file():
             raise ConfigError([ConfigProblem(
                 path, f"names stack {name}, which has no {stack_path(self.stacks_dir, name)}",

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from components.errors import SECRET_DISPLAY, ConfigError, ConfigProblem, display_value
-from components.spec import PLATFORM_KEY, TEAM_KEY
+from cloudml import yaml12
+from components.errors import SECRET_DISPLAY, ConfigError, ConfigProblem, display_value, format_path, is_secret_field
+from components.spec import PLATFORM_KEY, TEAM_KEY, PlatformSpec, TeamSpec
 
 PROJECT = "cloudml"
+STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
 _KNOWN_CLOUDML_KEYS = (PLATFORM_KEY, TEAM_KEY)
 _TOP_LEVEL_KEYS = {"config", "encryptionsalt", "secretsprovider", "encryptedkey", "environment"}
 
@@ -54,14 +58,24 @@ def list_stacks(stacks_dir: Path) -> list[str]:
 def _declares_platform(path: Path) -> bool:
     """Whether the file sets cloudml:platform (unreadable files sort with the teams; planning reports them)."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        document = yaml12.load(path.read_text(encoding="utf-8")) or {}
         return isinstance(document, dict) and PLATFORM_KEY in (document.get("config") or {})
     except (OSError, yaml.YAMLError, AttributeError):
         return False
 
 
+def check_stack_name(name: str) -> None:
+    """Stack names as Pulumi allows them; anything else (paths, `..`) is refused before any file access."""
+    if not STACK_NAME.fullmatch(name) or name in (".", ".."):
+        raise ConfigError([ConfigProblem(
+            "stack", "is not a stack name", "use letters, digits, '-', '_' and '.' (at most 100), as in stacks/Pulumi.<stack>.yaml",
+            display_value(name),
+        )])
+
+
 def load_stack_file(stacks_dir: Path, name: str) -> StackFile:
     """Read and check one stack file; ConfigError with every problem on bad input."""
+    check_stack_name(name)
     path = stack_path(stacks_dir, name)
     if not path.is_file():
         known = ", ".join(list_stacks(stacks_dir)) or "none"
@@ -69,7 +83,7 @@ def load_stack_file(stacks_dir: Path, name: str) -> StackFile:
             str(path), "no such stack file", f"create it, or plan one of the stacks in {stacks_dir}: {known}"
         )])
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml12.load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -103,25 +117,45 @@ def load_stack_file(stacks_dir: Path, name: str) -> StackFile:
                 key, "unknown key", f"{hint}use {PLATFORM_KEY} (platform stacks) or {TEAM_KEY} (team stacks)"
             ))
             continue
-        cleaned, has_secret = _strip_secure(value)
+        cleaned, secure_paths = _strip_secure(value)
         config[key] = cleaned
-        if has_secret:
+        if secure_paths:
             secret_keys.append(key)
+            problems.extend(_misplaced_secrets(key, secure_paths))
     if PLATFORM_KEY in config and "aws:region" not in config:
         problems.append(ConfigProblem("aws:region", "is required for a platform stack", "add `aws:region: us-west-2` (your region)"))
+    region = config.get("aws:region")
+    if region is not None and not (isinstance(region, str) and _REGION.fullmatch(region)):
+        problems.append(ConfigProblem("aws:region", "is not an AWS region", "write a region name such as us-west-2", display_value(region)))
     if problems:
         raise ConfigError(problems)
     return StackFile(name=name, path=path, config=config, secret_keys=sorted(secret_keys))
 
 
-def _strip_secure(value: Any) -> tuple[Any, bool]:
-    """Replace every `{secure: ...}` node with the placeholder; report whether there was one."""
+def _strip_secure(value: Any, path: tuple = (), found: list | None = None) -> tuple[Any, list[tuple]]:
+    """Replace every `{secure: ...}` node with the placeholder; return the paths where they were."""
+    found = [] if found is None else found
     if isinstance(value, dict):
         if set(value) == {"secure"}:
-            return SECRET_DISPLAY, True
-        pairs = [(k, _strip_secure(v)) for k, v in value.items()]
-        return {k: v for k, (v, _) in pairs}, any(s for _, (_, s) in pairs)
+            found.append(path)
+            return SECRET_DISPLAY, found
+        return {k: _strip_secure(v, (*path, k), found)[0] for k, v in value.items()}, found
     if isinstance(value, list):
-        items = [_strip_secure(v) for v in value]
-        return [v for v, _ in items], any(s for _, s in items)
-    return value, False
+        return [_strip_secure(v, (*path, i), found)[0] for i, v in enumerate(value)], found
+    return value, found
+
+
+def _misplaced_secrets(key: str, paths: list[tuple]) -> list[ConfigProblem]:
+    """A `secure:` value only where the contract keeps a secret: elsewhere the program would read the
+    decrypted text as plain config (into manifests and state, unmarked)."""
+    model = {PLATFORM_KEY: PlatformSpec, TEAM_KEY: TeamSpec}.get(key)
+    if model is None:
+        return []  # provider config (aws:*, kubernetes:*) handles its own secrets
+    return [
+        ConfigProblem(
+            format_path(key, list(path)), "is a `secure:` value, but this field is not a secret",
+            "write it in plain text; secrets belong only in fields documented as secret (e.g. monitoring.slackWebhookUrl)",
+        )
+        for path in paths
+        if not is_secret_field(model, list(path))
+    ]

@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Union
 
+import pulumi
 import pydantic
 from pydantic import BaseModel, SecretStr
 
@@ -34,8 +35,12 @@ class ConfigProblem:
         return f"{self.path}: {self.message}{got}. Fix: {self.fix}"
 
 
-class ConfigError(Exception):
-    """Every problem found in a stack's config; raised once, before anything is created."""
+class ConfigError(pulumi.RunError):
+    """Every problem found in a stack's config; raised once, before anything is created.
+
+    A RunError, so `pulumi up` prints the problems without a Python traceback, also when the error
+    is raised inside an apply (the cross-stack checks run when the platform's outputs arrive).
+    """
 
     def __init__(self, problems: list[ConfigProblem]):
         self.problems = sorted(problems, key=_problem_sort_key)
@@ -175,6 +180,12 @@ def _fix(kind: str, parts: list, owner: type[BaseModel] | None, field, ctx: dict
 
 def _alias(name: str, field) -> str:
     return field.alias or name
+
+
+def is_secret_field(model: type[BaseModel], parts: list) -> bool:
+    """Whether the config path `parts` (aliases and indexes) under `model` is a secret field."""
+    _, _, field = _walk(model, parts)
+    return field is not None and _is_secret(field.annotation)
 
 
 def _is_secret(annotation: Any) -> bool:

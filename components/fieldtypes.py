@@ -7,6 +7,7 @@ ConfigProblem naming the config path and the bad value.
 from __future__ import annotations
 
 import re
+from ipaddress import IPv4Network
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field, Strict
@@ -122,6 +123,12 @@ def _check_image(value: str) -> str:
             "is not a container image reference",
             "write registry/repository:tag, e.g. 111122223333.dkr.ecr.us-west-2.amazonaws.com/trainer:1.4.0",
         )
+    name = value.split("@", 1)[0].rsplit("/", 1)[-1]
+    if "@sha256:" not in value and (":" not in name or name.endswith(":latest")):
+        raise problem(
+            "is not pinned (no tag, or `latest`)",
+            "name a version tag or a digest, e.g. trainer:1.4.0 or trainer@sha256:<digest>, so a re-run uses the same image",
+        )
     return value
 
 
@@ -137,6 +144,25 @@ def _check_email(value: str) -> str:
     return value
 
 
+def _cidr(min_prefix: int, max_prefix: int, what: str):
+    def parse(value: object) -> IPv4Network:
+        if not isinstance(value, str):
+            raise problem("is not a CIDR block", "write it as a quoted string such as \"10.40.0.0/16\"")
+        try:
+            network = IPv4Network(value)
+        except ValueError as error:
+            raise problem(f"is not a CIDR block ({error})", "write a network address and prefix, e.g. 10.40.0.0/16") from None
+        if not min_prefix <= network.prefixlen <= max_prefix:
+            raise problem(f"is a /{network.prefixlen}; {what} must be /{min_prefix} to /{max_prefix}",
+                          f"use a prefix length from {min_prefix} to {max_prefix}")
+        return network
+
+    return BeforeValidator(parse)
+
+
+MAX_DURATION_SECONDS = 2**31 - 1  # Kubernetes keeps these in int32 (ttlSecondsAfterFinished)
+
+
 def parse_duration(value: object) -> object:
     """`90s`, `30m`, `2h`, `1d`, `1h30m` or a whole number of seconds -> seconds."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -150,6 +176,8 @@ def parse_duration(value: object) -> object:
         seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
     if seconds <= 0:
         raise problem("must be longer than zero", "write a positive duration such as 30m or 2h")
+    if seconds > MAX_DURATION_SECONDS:
+        raise problem("is longer than Kubernetes can hold (about 68 years)", "write a shorter duration")
     return seconds
 
 
@@ -177,4 +205,7 @@ Image = Annotated[str, AfterValidator(_check_image)]
 IamPrincipalArn = Annotated[str, AfterValidator(_check_iam_principal)]
 Email = Annotated[str, AfterValidator(_check_email)]
 Duration = Annotated[int, BeforeValidator(parse_duration)]
+# A new VPC: AWS allows /16 to /28, and cloudml splits it into eight subnets of at least /27.
+VpcCidr = Annotated[IPv4Network, _cidr(16, 24, "a new VPC")]
+Cidr = Annotated[IPv4Network, _cidr(0, 32, "a CIDR")]
 CronSchedule = Annotated[str, AfterValidator(_check_cron)]

@@ -15,12 +15,13 @@ from ipaddress import IPv4Network
 from typing import Annotated, Any, Literal, Union
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, StrictInt, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from components import gpu_catalog
 from components.errors import ConfigError, ConfigProblem, display_value, format_path, from_pydantic
 from components.fieldtypes import (
+    Cidr,
     Count,
     CpuQuantity,
     CronSchedule,
@@ -34,6 +35,7 @@ from components.fieldtypes import (
     MemoryQuantity,
     PositiveCount,
     StorageQuantity,
+    VpcCidr,
     dns_label,
     problem,
 )
@@ -41,6 +43,7 @@ from components.fieldtypes import (
 PLATFORM_KEY = "cloudml:platform"
 TEAM_KEY = "cloudml:team"
 SUPPORTED_KUBERNETES_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33")
+MAX_NODES_PER_GROUP = 450  # EKS managed node group quota (nodes per group)
 
 ClusterName = Annotated[str, dns_label(32, "platform name")]
 PoolName = Annotated[str, dns_label(20, "pool name")]
@@ -69,8 +72,8 @@ class Model(BaseModel):
 class NetworkSpec(Model):
     """Where the cluster lives: a new VPC, or an existing one."""
 
-    vpc_cidr: IPv4Network = Field(IPv4Network("10.40.0.0/16"), description="CIDR of the new VPC (ignored with vpcId).")
-    availability_zones: int = Field(3, ge=2, le=6, description="How many AZs the new VPC spans (2-6).")
+    vpc_cidr: VpcCidr = Field(IPv4Network("10.40.0.0/16"), description="CIDR of a new VPC (not with vpcId).")
+    availability_zones: StrictInt = Field(3, ge=2, le=6, description="How many AZs a new VPC spans (2-6; not with vpcId).")
     vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="Use this existing VPC instead of creating one.")
     private_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
         default_factory=list,
@@ -88,14 +91,22 @@ class NetworkSpec(Model):
             raise problem("subnets were given without vpcId", "set network.vpcId to the VPC that holds these subnets")
         return value
 
+    @model_validator(mode="after")
+    def _new_or_existing(self) -> "NetworkSpec":
+        given = {"vpc_cidr", "availability_zones"} & self.model_fields_set
+        if self.vpc_id is not None and given:
+            keys = " and ".join(sorted("vpcCidr" if k == "vpc_cidr" else "availabilityZones" for k in given))
+            raise problem(f"{keys} describe a new VPC, but vpcId uses an existing one", f"remove {keys}, or remove vpcId")
+        return self
+
 
 class EndpointSpec(Model):
     """Who can reach the Kubernetes API endpoint."""
 
-    allow_public_internet: bool = Field(
+    allow_public_internet: StrictBool = Field(
         False, description="Explicit opt-in to list 0.0.0.0/0 in publicAccessCidrs. Off: the endpoint is never world-open."
     )
-    public_access_cidrs: list[IPv4Network] = Field(
+    public_access_cidrs: list[Cidr] = Field(
         default_factory=list, description="CIDRs allowed to reach a public endpoint. Empty (default): private endpoint only."
     )
 
@@ -114,9 +125,9 @@ class SystemPoolSpec(Model):
     """On-demand CPU nodes for cluster add-ons (autoscaler, monitoring, controllers)."""
 
     instance_type: str = Field("m6i.xlarge", pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", description="EC2 instance type of the system nodes.")
-    min: PositiveCount = Field(2, description="Minimum nodes (at least 1; 2 for availability).")
-    max: PositiveCount = Field(4, description="Maximum nodes.")
-    disk_size_gib: int = Field(50, ge=20, le=1000, description="Encrypted gp3 root volume size in GiB.")
+    min: PositiveCount = Field(2, le=MAX_NODES_PER_GROUP, description="Minimum nodes (at least 1; 2 for availability).")
+    max: PositiveCount = Field(4, le=MAX_NODES_PER_GROUP, description="Maximum nodes.")
+    disk_size_gib: StrictInt = Field(50, ge=20, le=1000, description="Root volume size in GiB.")
 
     @field_validator("max")
     @classmethod
@@ -133,10 +144,10 @@ class GpuPoolSpec(Model):
         description="GPU instance types (several for spot diversity); all must have the same GPU model and count.",
     )
     capacity: Literal["on-demand", "spot"] = Field("on-demand", description="EC2 capacity type.")
-    min: Count = Field(0, description="Minimum nodes; 0 (default) lets the pool scale to zero.")
-    max: PositiveCount = Field(description="Maximum nodes; caps the pool's cost.")
-    disk_size_gib: int = Field(200, ge=50, le=4000, description="Encrypted gp3 root volume in GiB (ML images are large).")
-    time_slicing_replicas: int = Field(
+    min: Count = Field(0, le=MAX_NODES_PER_GROUP, description="Minimum nodes; 0 (default) lets the pool scale to zero.")
+    max: PositiveCount = Field(le=MAX_NODES_PER_GROUP, description="Maximum nodes; caps the pool's cost.")
+    disk_size_gib: StrictInt = Field(200, ge=50, le=4000, description="Root volume size in GiB (ML images are large).")
+    time_slicing_replicas: StrictInt = Field(
         1, ge=1, le=16, description="Share each GPU between this many pods via device-plugin time-slicing (1: off)."
     )
 
@@ -183,8 +194,8 @@ class GpuPoolSpec(Model):
 class LustreSpec(Model):
     """Optional FSx for Lustre file system linked to the datasets bucket."""
 
-    enabled: bool = Field(False, description="Create an FSx for Lustre file system.")
-    storage_capacity_gib: int = Field(1200, ge=1200, description="Capacity in GiB (1200 or a multiple of 2400).")
+    enabled: StrictBool = Field(False, description="Create an FSx for Lustre file system.")
+    storage_capacity_gib: StrictInt = Field(1200, ge=1200, description="Capacity in GiB (1200 or a multiple of 2400).")
 
     @field_validator("storage_capacity_gib")
     @classmethod
@@ -200,13 +211,13 @@ class StorageSpec(Model):
 
     shared_filesystem: Literal["efs", "none"] = Field("efs", description="Shared POSIX file system for PVCs.")
     lustre: LustreSpec = Field(default_factory=LustreSpec, description="FSx for Lustre.")
-    checkpoint_expiry_days: int = Field(30, ge=1, le=3650, description="Days before checkpoints expire from S3.")
+    checkpoint_expiry_days: StrictInt = Field(30, ge=1, le=3650, description="Days before checkpoints expire from S3.")
 
 
 class LoadBalancingSpec(Model):
     """How model services may be exposed."""
 
-    allow_internet_facing: bool = Field(
+    allow_internet_facing: StrictBool = Field(
         False, description="Allow team services to ask for internet-facing NLBs. Off: every NLB is internal."
     )
     certificate_arn: str | None = Field(
@@ -218,8 +229,8 @@ class MonitoringSpec(Model):
     """Prometheus, Grafana and alert routing."""
 
     alert_emails: list[Email] = Field(default_factory=list, description="Emails subscribed to the alert SNS topic.")
-    retention_days: int = Field(15, ge=1, le=365, description="Prometheus retention in days.")
-    volume_size_gib: int = Field(100, ge=10, le=16000, description="Prometheus gp3 volume in GiB.")
+    retention_days: StrictInt = Field(15, ge=1, le=365, description="Prometheus retention in days.")
+    volume_size_gib: StrictInt = Field(100, ge=10, le=16000, description="Prometheus gp3 volume in GiB.")
     slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook (store with `pulumi config set --secret`).")
 
 
@@ -250,7 +261,7 @@ class PlatformSpec(Model):
     load_balancing: LoadBalancingSpec = Field(default_factory=LoadBalancingSpec, description="Load balancers.")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Monitoring and alerting.")
     teams: dict[TeamName, TenantSpec] = Field(default_factory=dict, description="Tenants: team name -> quotas and admins.")
-    protect_stateful_resources: bool = Field(
+    protect_stateful_resources: StrictBool = Field(
         True, description="Protect buckets and file systems from `pulumi destroy`. Turn off only for throwaway stacks."
     )
 
@@ -290,9 +301,13 @@ class TrainingWorkload(WorkloadBase):
 
     kind: Literal["training"]
     schedule: CronSchedule | None = Field(None, description="Cron schedule; makes the Job a CronJob (concurrencyPolicy Forbid).")
-    backoff_limit: int = Field(3, ge=0, le=100, description="Pod retries before the Job fails.")
+    backoff_limit: StrictInt = Field(3, ge=0, le=100, description="Pod retries before the Job fails.")
     active_deadline: Duration | None = Field(None, description="Give up after this long (e.g. 12h). Default: no deadline.")
-    ttl_after_finished: Duration = Field(86400, description="Delete the finished Job after this long (default 1d).")
+    ttl_after_finished: Duration | None = Field(
+        None,
+        description="Delete each finished Job after this long. Default: keep it. Pulumi manages a one-off Job; "
+        "once Kubernetes deletes it, `pulumi up --refresh` creates it again and the training runs again.",
+    )
 
 
 class DistributedTrainingWorkload(WorkloadBase):
@@ -300,12 +315,12 @@ class DistributedTrainingWorkload(WorkloadBase):
 
     kind: Literal["distributedTraining"]
     strategy: Literal["multiWorkerMirrored", "parameterServer"] = Field("multiWorkerMirrored", description="tf.distribute strategy.")
-    chief: int = Field(0, ge=0, le=1, validate_default=True, description="Chief replicas (0 or 1; TensorFlow allows at most one).")
+    chief: StrictInt = Field(0, ge=0, le=1, validate_default=True, description="Chief replicas (0 or 1; TensorFlow allows at most one).")
     workers: PositiveCount = Field(2, description="Worker replicas.")
     ps: Count = Field(0, validate_default=True, description="Parameter servers (parameterServer strategy only).")
-    evaluator: int = Field(0, ge=0, le=1, description="Evaluator replicas (0 or 1).")
+    evaluator: StrictInt = Field(0, ge=0, le=1, description="Evaluator replicas (0 or 1).")
     gpus_per_worker: Count = Field(0, description="GPUs per worker (and chief) pod.")
-    max_restarts: int = Field(3, ge=0, le=100, description="Restarts of the whole group before the job fails.")
+    max_restarts: StrictInt = Field(3, ge=0, le=100, description="Restarts of the whole group before the job fails.")
 
     @field_validator("chief")
     @classmethod
@@ -433,6 +448,7 @@ class TeamSpec(Model):
     name: TeamName = Field(description="Team name; must be a team of the platform stack.")
     platform_stack: str = Field(
         pattern=r"^([A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+$",
+        max_length=300,
         description="The platform stack this team runs on: <org>/<project>/<stack> (StackReference name).",
     )
     defaults: TeamDefaults = Field(default_factory=TeamDefaults, description="Workload defaults.")
@@ -485,6 +501,12 @@ def load_team(raw: Any) -> TeamSpec:
     return _load(TeamSpec, raw, TEAM_KEY, team_problems)
 
 
+def parse_team(raw: Any) -> TeamSpec:
+    """Field checks only; the caller runs team_problems with its own cross-stack checks, so a
+    user sees those problems in one round."""
+    return _load(TeamSpec, raw, TEAM_KEY, lambda spec: [])
+
+
 def platform_problems(spec: PlatformSpec) -> list[ConfigProblem]:
     """Rules over the whole platform stack."""
     problems = []
@@ -498,6 +520,12 @@ def platform_problems(spec: PlatformSpec) -> list[ConfigProblem]:
                 display_value(pool.name),
             ))
         seen.setdefault(pool.name, i)
+    for i, arn in enumerate(spec.admins):
+        if arn in spec.admins[:i]:
+            problems.append(ConfigProblem(
+                format_path(PLATFORM_KEY, ["admins", i]), f"is already admins[{spec.admins.index(arn)}]",
+                "list each admin once", display_value(arn),
+            ))
     if not spec.admins:
         problems.append(ConfigProblem(
             format_path(PLATFORM_KEY, ["admins"]),
@@ -556,6 +584,13 @@ def team_problems(spec: TeamSpec) -> list[ConfigProblem]:
                 format_path(TEAM_KEY, [*path, "image"]),
                 "is not set and there is no defaults.image",
                 "set image on the workload or defaults.image for the stack",
+            ))
+        if requested_gpus(workload) == 0 and workload.gpu_type is not None:
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, [*path, "gpuType"]),
+                "is set, but the workload asks for no GPUs",
+                "remove gpuType, or ask for GPUs (gpus, or gpusPerWorker for distributedTraining)",
+                display_value(workload.gpu_type),
             ))
         if requested_gpus(workload) > 0 and workload.gpu_type is None and spec.defaults.gpu_type is None:
             problems.append(ConfigProblem(

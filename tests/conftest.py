@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,13 @@ def sample_plans() -> dict[str, StackPlan]:
 
 
 def write_stack(stacks_dir: Path, name: str, config: dict) -> Path:
-    """Write stacks_dir/Pulumi.<name>.yaml with this `config:` mapping."""
+    """Write stacks_dir/Pulumi.<name>.yaml with this `config:` mapping.
+
+    Written as JSON (valid YAML 1.2, every string quoted), so values read back exactly as given:
+    PyYAML's YAML 1.1 dump would leave strings such as "3e-5" unquoted, which YAML 1.2 reads as numbers."""
     stacks_dir.mkdir(parents=True, exist_ok=True)
     path = stacks_dir / f"Pulumi.{name}.yaml"
-    path.write_text(yaml.safe_dump({"config": config}, sort_keys=False), encoding="utf-8")
+    path.write_text(json.dumps({"config": config}, indent=2, ensure_ascii=False), encoding="utf-8")
     return path
 
 

@@ -332,13 +332,13 @@ def test_missing_stack_file_exits_2(tmp_path):
 
 
 def test_problem_text_with_brackets_is_printed_verbatim(tmp_path):
-    """A problem whose text contains `[secret]` reaches stderr exactly as ConfigProblem renders it."""
+    """A problem whose text contains `[...]` (rich markup syntax) reaches stderr exactly as ConfigProblem renders it."""
     config = {"aws:region": "us-west-2", "cloudml:platform": {
-        "name": "ml-dev", "admins": [{"secure": "v1:Q2lwaGVy"}], "gpuPools": []}}
+        "name": "ml-dev", "admins": ["[red]role[/red]"], "gpuPools": []}}
     write_stack(tmp_path, "platform-x", config)
     result = cli("platform-x", "--stacks-dir", tmp_path, "--out", tmp_path / "out")
     assert result.code == 2
-    assert '  - cloudml:platform.admins[0]: is not an IAM role or user ARN (got "[secret]"). ' in result.stderr
+    assert '  - cloudml:platform.admins[0]: is not an IAM role or user ARN (got "[red]role[/red]"). ' in result.stderr
 
 
 def test_config_value_that_looks_like_markup_does_not_crash(tmp_path):
@@ -389,3 +389,24 @@ def test_secure_ciphertext_never_leaves_the_stack_file(tmp_path):
     for cipher in (webhook_cipher, admin_cipher):
         assert cipher not in everything
         assert cipher.split(":")[-1] not in everything  # not even the base64 payload
+
+
+def test_stack_reference_cycle_is_a_config_error(tmp_path):
+    """A team stack whose platformStack names itself is refused (exit 2), not a RecursionError."""
+    config = _mutate(lambda t: t.update(platformStack="organization/cloudml/team-vision"))
+    write_stack(tmp_path, "team-vision", config)
+    result = cli("team-vision", "--stacks-dir", tmp_path, "--out", tmp_path / "out")
+    assert result.code == 2
+    assert ("cloudml:team.platformStack: names stack team-vision, which leads back to this stack "
+            "(a cycle of stack references)") in result.stderr
+
+
+def test_a_stack_name_that_is_a_path_deletes_nothing(tmp_path):
+    """`cloudml plan ..` is refused as a stack name, and no folder outside out/<stack> is ever removed."""
+    keep = tmp_path / "work" / "keep.txt"
+    keep.parent.mkdir()
+    keep.write_text("keep")
+    result = cli("..", "--stacks-dir", STACKS, "--out", tmp_path / "work" / "out")
+    assert result.code == 2
+    assert '  - stack: is not a stack name (got "..")' in result.stderr
+    assert keep.read_text() == "keep"

@@ -39,8 +39,8 @@ def test_platform_children_are_exactly_these(sample_plans):
         ("aws:iam/role:Role", "ml-dev-cluster-role"),
         ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "ml-dev-cluster-role-policy"),
         ("aws:eks/cluster:Cluster", "ml-dev-cluster-eks"),
-        ("aws:eks/accessEntry:AccessEntry", "ml-dev-cluster-admin-0"),
-        ("aws:eks/accessPolicyAssociation:AccessPolicyAssociation", "ml-dev-cluster-admin-0-policy"),
+        ("aws:eks/accessEntry:AccessEntry", "ml-dev-cluster-admin-platform-admins-b53a6aa1"),
+        ("aws:eks/accessPolicyAssociation:AccessPolicyAssociation", "ml-dev-cluster-admin-platform-admins-b53a6aa1-policy"),
         ("pulumi:providers:kubernetes", "ml-dev-cluster-k8s"),
         ("cloudml:platform:NodePools", "ml-dev-nodes"),
         ("aws:iam/role:Role", "ml-dev-nodes-node-role"),
@@ -99,7 +99,7 @@ def test_only_listed_admins_get_cluster_admin(sample_plans):
     resources = by_name(sample_plans["platform-dev"])
     entries = [r for r in resources.values() if r["type"] == "aws:eks/accessEntry:AccessEntry"]
     assert [e["inputs"]["principalArn"] for e in entries] == ["arn:aws:iam::111122223333:role/platform-admins"]
-    association = resources["ml-dev-cluster-admin-0-policy"]["inputs"]
+    association = resources["ml-dev-cluster-admin-platform-admins-b53a6aa1-policy"]["inputs"]
     assert association["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
     assert association["accessScope"] == {"type": "cluster"}
 
@@ -141,7 +141,8 @@ def test_existing_vpc_creates_no_network(tmp_path):
      {"cloudml.io/pool": "l4-spot", "cloudml.io/gpu-type": "l4", "nvidia.com/gpu.present": "true"}),
 ])
 def test_gpu_node_groups(sample_plans, pool, capacity, instance_types, labels):
-    """GPU pools: NVIDIA AMI, capacity type, instance types, labels, the GPU taint, min 0, and the autoscaler owning desired size."""
+    """GPU pools: NVIDIA AMI, capacity type, instance types, labels, the GPU taint, min 0; desired = min and
+    not ignored (nothing else scales the group in this version, so raising min must take effect)."""
     group = by_name(sample_plans["platform-dev"])[f"ml-dev-nodes-gpu-{pool}"]
     inputs = group["inputs"]
     assert inputs["amiType"] == "AL2023_x86_64_NVIDIA"
@@ -150,7 +151,8 @@ def test_gpu_node_groups(sample_plans, pool, capacity, instance_types, labels):
     assert inputs["labels"] == labels
     assert inputs["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
     assert inputs["scalingConfig"]["minSize"] == 0
-    assert group["ignoreChanges"] == ["scalingConfig.desiredSize"]
+    assert inputs["scalingConfig"]["desiredSize"] == inputs["scalingConfig"]["minSize"]
+    assert group["ignoreChanges"] == []
     assert any(d.endswith("::ml-dev-nodes-node-role-worker") for d in group["dependsOn"])
 
 
@@ -171,7 +173,7 @@ def test_tenancy_uses_the_cluster_provider_after_admin_access(sample_plans):
     for team in ("vision", "nlp"):
         group = resources[f"ml-dev-tenancy-{team}"]
         assert group["provider"].startswith(provider_urn + "::")
-        assert resources["ml-dev-cluster-admin-0-policy"]["urn"] in group["dependsOn"]
+        assert resources["ml-dev-cluster-admin-platform-admins-b53a6aa1-policy"]["urn"] in group["dependsOn"]
 
 
 def test_outputs_for_team_stacks(sample_plans):
@@ -206,3 +208,12 @@ def test_not_yet_deployed_sections_warn(sample_plans):
     warnings = sample_plans["platform-dev"].warnings
     assert any(w.startswith("cloudml:platform.monitoring is validated but not deployed") for w in warnings)
     assert any(w.startswith("cloudml:platform.storage is validated but not deployed") for w in warnings)
+
+
+def test_admin_entries_are_named_by_principal_not_position(tmp_path):
+    """Removing the first admin leaves the second one's resources untouched (same names, no replacement)."""
+    first, second = "arn:aws:iam::111122223333:role/a", "arn:aws:iam::111122223333:role/b"
+    both = plan_platform(tmp_path / "both", lambda c: c.update(admins=[first, second]))
+    only_second = plan_platform(tmp_path / "one", lambda c: c.update(admins=[second]))
+    entries = lambda plan: {r["name"]: r["inputs"]["principalArn"] for r in plan.resources if r["type"] == "aws:eks/accessEntry:AccessEntry"}
+    assert set(entries(only_second).items()) < set(entries(both).items())

@@ -290,7 +290,7 @@ def test_gpu_type_of_the_workload_wins_over_the_default():
 
 @pytest.mark.parametrize("extra", [{}, SCHEDULED], ids=["job", "cronjob"])
 def test_cpu_only_pod_has_no_gpu_resource_selector_or_toleration(extra):
-    obj = render_one({**CPU_JOB, **extra, "gpuType": "l4"})  # a gpuType alone asks for no GPU
+    obj = render_one({**CPU_JOB, **extra})  # the team's defaults.gpuType alone asks for no GPU
     resources = containers(obj)[0]["resources"]
     assert "nvidia.com/gpu" not in resources["limits"]
     assert "nvidia.com/gpu" not in resources["requests"]
@@ -304,11 +304,12 @@ def test_cpu_only_pod_has_no_gpu_resource_selector_or_toleration(extra):
 
 
 @pytest.mark.parametrize("extra", [{}, SCHEDULED], ids=["job", "cronjob"])
-def test_job_defaults_backoff_3_no_deadline_ttl_one_day(extra):
+def test_job_defaults_backoff_3_no_deadline_no_ttl(extra):
+    """By default a finished Job is kept: Pulumi manages it, and a TTL deletion would re-run it on refresh."""
     spec = job_spec(render_one({**CPU_JOB, **extra}))
     assert spec["backoffLimit"] == 3
     assert "activeDeadlineSeconds" not in spec
-    assert spec["ttlSecondsAfterFinished"] == 86400
+    assert "ttlSecondsAfterFinished" not in spec
 
 
 @pytest.mark.parametrize("extra", [{}, SCHEDULED], ids=["job", "cronjob"])

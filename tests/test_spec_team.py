@@ -463,7 +463,7 @@ def test_team_defaults_are_applied():
     spec = load_team(team(TRAINING, defaults={"image": IMAGE}))
     assert (spec.defaults.cpu, spec.defaults.memory, spec.defaults.gpu_type) == ("2", "8Gi", None)
     [w] = spec.workloads
-    assert (w.gpus, w.backoff_limit, w.ttl_after_finished, w.active_deadline, w.schedule) == (0, 3, 86400, None, None)
+    assert (w.gpus, w.backoff_limit, w.ttl_after_finished, w.active_deadline, w.schedule) == (0, 3, None, None, None)
     assert (w.image, w.cpu, w.memory, w.env, w.labels) == (None, None, None, {}, {})
 
 

@@ -72,7 +72,7 @@ config:
       slackWebhookUrl:
         secure: {CIPHER_A}
       alertEmails: [ml-oncall@example.com]
-    extra: [{{secure: "{CIPHER_B}"}}, plain]
+  other:list: [{{secure: "{CIPHER_B}"}}, plain]
   other:token:
     secure: {CIPHER_C}
   plain:key: hello
@@ -83,12 +83,12 @@ config:
         "cloudml:platform": {
             "name": "ml",
             "monitoring": {"slackWebhookUrl": "[secret]", "alertEmails": ["ml-oncall@example.com"]},
-            "extra": ["[secret]", "plain"],
         },
+        "other:list": ["[secret]", "plain"],
         "other:token": "[secret]",
         "plain:key": "hello",
     }
-    assert stack.secret_keys == ["cloudml:platform", "other:token"]
+    assert stack.secret_keys == ["cloudml:platform", "other:list", "other:token"]
     dumped = repr(stack) + json.dumps(stack.pulumi_config())
     for cipher in (CIPHER_A, CIPHER_B, CIPHER_C):
         assert cipher not in dumped
@@ -252,3 +252,63 @@ def test_list_stacks_of_the_repository():
 def test_list_stacks_of_an_empty_dir(tmp_path):
     """No stack files, no stacks."""
     assert list_stacks(tmp_path) == []
+
+
+def test_secure_value_in_a_field_that_is_not_secret_is_refused(tmp_path):
+    """`secure:` only where the contract keeps a secret: elsewhere `pulumi up` would put the decrypted
+    text into manifests and state unmarked, so the plan refuses it and names the path."""
+    write_text(tmp_path, "team-x", f"""\
+config:
+  cloudml:team:
+    name: x
+    platformStack: platform-dev
+    workloads:
+      - kind: training
+        name: job
+        env:
+          API_TOKEN:
+            secure: {CIPHER_A}
+""")
+    assert problem_lines(tmp_path, "team-x") == [
+        "cloudml:team.workloads[0].env.API_TOKEN: is a `secure:` value, but this field is not a secret. "
+        "Fix: write it in plain text; secrets belong only in fields documented as secret (e.g. monitoring.slackWebhookUrl)"
+    ]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("config:\n  cloudml:team: {name: a}\n  cloudml:team: {name: b}\n",
+     "duplicate key 'cloudml:team'; a key may appear once per mapping"),
+    ("config:\n  aws:region: &r us-west-2\n  cloudml:team: {name: *r}\n",
+     "aliases (*name) are not allowed in stack files; write the value out"),
+], ids=["duplicate-key", "alias"])
+def test_yaml_constructs_pulumi_would_read_differently_are_refused(tmp_path, text, expected):
+    """Duplicate keys (PyYAML keeps the last silently, Go refuses) and aliases (exponential expansion) are errors."""
+    write_text(tmp_path, "t", text)
+    [line] = problem_lines(tmp_path, "t")
+    assert expected in line and line.startswith(str(tmp_path / "Pulumi.t.yaml") + ": is not valid YAML at line 3")
+
+
+def test_scalars_resolve_as_yaml_1_2_like_the_pulumi_cli():
+    """The Pulumi CLI reads YAML 1.2: `3e-5` is a number, `1:30`, `on` and `yes` are strings."""
+    from cloudml.yaml12 import load
+
+    assert load("a: 3e-5\nb: 1:30\nc: on\nd: yes\ne: 0x1f\nf: ~\ng: True\n") == {
+        "a": 3e-05, "b": "1:30", "c": "on", "d": "yes", "e": 31, "f": None, "g": True,
+    }
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../x", "/tmp/x", "a b", "x" * 101])
+def test_stack_names_that_are_paths_are_refused(tmp_path, name):
+    """A stack name is never used as a path: anything outside Pulumi's stack-name characters is refused."""
+    with pytest.raises(ConfigError) as caught:
+        load_stack_file(tmp_path, name)
+    [problem] = caught.value.problems
+    assert (problem.path, problem.message) == ("stack", "is not a stack name")
+
+
+def test_region_must_be_a_region(tmp_path):
+    """aws:region is checked, so a list or a typo does not plan as if it were fine."""
+    write_stack(tmp_path, "p", {"aws:region": ["us-west-2"], "cloudml:platform": {"name": "x"}})
+    assert problem_lines(tmp_path, "p") == [
+        'aws:region: is not an AWS region (got ["us-west-2"]). Fix: write a region name such as us-west-2'
+    ]

@@ -110,3 +110,9 @@ def test_unrendered_kind_is_refused_not_skipped(tmp_path: Path):
         'cloudml:team.workloads[2].kind: cannot be deployed by this version of cloudml (no template for it yet) '
         '(got "sweep"). Fix: use one of: training'
     ]
+
+
+def test_team_workload_config_groups_do_not_await_jobs(sample_plans):
+    """A training Job is started by `pulumi up`, not awaited (Pulumi would fail the update after 10 minutes)."""
+    groups = [r for r in sample_plans["team-vision"].resources if r["type"] == "kubernetes:yaml/v2:ConfigGroup"]
+    assert groups and all(g["inputs"]["skipAwait"] is True for g in groups)

@@ -8,7 +8,9 @@ creator-admin; only `admins` from config get cluster-admin.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 
 import pulumi
 import pulumi_aws as aws
@@ -26,6 +28,12 @@ def assume_role_policy(service: str) -> str:
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
     })
+
+
+def principal_key(arn: str) -> str:
+    """A short stable name part for an IAM principal: its last path segment plus a hash of the ARN."""
+    last = re.sub(r"[^a-z0-9-]", "-", arn.rsplit("/", 1)[-1].lower())[:30].strip("-")
+    return f"{last}-{hashlib.sha256(arn.encode()).hexdigest()[:8]}"
 
 
 def kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str) -> str:
@@ -49,7 +57,7 @@ def kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str) -> s
 
 class Cluster(pulumi.ComponentResource):
     """Creates `<name>-secrets-key` (KMS, rotating), `<name>-role` + its policy attachment,
-    `<name>-eks` (the cluster), `<name>-admin-<i>` access entries with cluster-admin associations,
+    `<name>-eks` (the cluster), `<name>-admin-<principal>` access entries with cluster-admin associations,
     and `<name>-k8s` (a Kubernetes provider for the cluster).
 
     Outputs: `cluster_name`, `endpoint`, `kubeconfig` (secret), `provider`.
@@ -96,23 +104,23 @@ class Cluster(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster_policy]),
         )
-        self.admin_entries = []
         # What the Kubernetes provider needs before it can create anything: with no implicit
         # creator-admin, whoever runs `pulumi up` must be one of these admins.
         self.admin_access: list[pulumi.Resource] = []
-        for i, principal in enumerate(spec.admins):
+        for principal in spec.admins:
+            # Named by the principal, not its list position: removing one admin must not replace the others.
+            key = principal_key(principal)
             entry = aws.eks.AccessEntry(
-                f"{name}-admin-{i}", cluster_name=self.eks.name, principal_arn=principal, type="STANDARD", opts=child
+                f"{name}-admin-{key}", cluster_name=self.eks.name, principal_arn=principal, type="STANDARD", opts=child
             )
             self.admin_access.append(aws.eks.AccessPolicyAssociation(
-                f"{name}-admin-{i}-policy",
+                f"{name}-admin-{key}-policy",
                 cluster_name=self.eks.name,
                 principal_arn=principal,
                 policy_arn=CLUSTER_ADMIN_POLICY,
                 access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]),
             ))
-            self.admin_entries.append(entry)
         self.cluster_name = self.eks.name
         self.endpoint = self.eks.endpoint
         self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(

@@ -73,11 +73,8 @@ class NodePools(pulumi.ComponentResource):
                 scaling_config=aws.eks.NodeGroupScalingConfigArgs(min_size=pool.min, max_size=pool.max, desired_size=pool.min),
                 labels=gpu_pool_labels(pool),
                 taints=[aws.eks.NodeGroupTaintArgs(key=GPU_TAINT_KEY, value="true", effect="NO_SCHEDULE")],
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    depends_on=attachments,
-                    # The Cluster Autoscaler owns the desired size once the group exists.
-                    ignore_changes=["scalingConfig.desiredSize"],
-                ),
+                # desired = min: nothing else scales the group in this version (no Cluster Autoscaler),
+                # so raising min must raise desired too.
+                opts=after_policies,
             )
         self.register_outputs({"gpu_node_groups": {k: v.id for k, v in self.gpu_node_groups.items()}})

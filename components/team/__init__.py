@@ -61,6 +61,9 @@ class Team(pulumi.ComponentResource):
             w.name: k8s.yaml.v2.ConfigGroup(
                 f"{name}-{w.name}",
                 objs=rendered.apply(lambda by_name, n=w.name: by_name[n]),
+                # Pulumi would otherwise wait for a Job to complete (and fail the update after 10
+                # minutes): a training run is started by `pulumi up`, not awaited by it.
+                skip_await=True,
                 opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
             )
             for w in spec.workloads
