@@ -23,6 +23,7 @@ from cloudml.mocks import Registration, redact, secret_names, unwrap
 from cloudml.stackfile import PROJECT, STACK_NAME, StackFile, load_stack_file, stack_path
 from components import platform_view as pv
 from components.errors import ConfigError, ConfigProblem, display_value
+from components.platform import gpu_pool_offers
 from components.spec import (
     PLATFORM_KEY,
     TEAM_KEY,
@@ -264,15 +265,9 @@ def ordered(obj: Any, top: bool = True) -> Any:
 
 
 def platform_budget(spec: PlatformSpec) -> dict:
+    offers = gpu_pool_offers(spec)
     pools = {
-        p.name: {
-            "gpuType": p.gpu_type,
-            "capacity": p.capacity,
-            "gpusPerNode": p.schedulable_gpus_per_node,
-            "minNodes": p.min,
-            "maxNodes": p.max,
-            "maxGpus": p.max * p.schedulable_gpus_per_node,
-        }
+        p.name: {**offers[p.name], "minNodes": p.min, "maxGpus": p.max * p.schedulable_gpus_per_node}
         for p in spec.gpu_pools
     }
     quotas = {t: tenant.gpu_quota for t, tenant in sorted(spec.teams.items())}

@@ -125,7 +125,8 @@ def from_pydantic(root: str, model: type[BaseModel], error: pydantic.ValidationE
         ctx = item.get("ctx") or {}
         secret = field is not None and _is_secret(field.annotation)
         raw_input = item.get("input")
-        absent = kind == "missing" or (kind == "cloudml" and raw_input is None)
+        # A rule over a whole mapping names its keys in the message; echoing the mapping adds nothing.
+        absent = kind == "missing" or (kind == "cloudml" and (raw_input is None or isinstance(raw_input, dict)))
         value = None if absent else (SECRET_DISPLAY if secret else display_value(raw_input))
         if kind in ("union_tag_invalid", "union_tag_not_found"):
             # Point at the discriminator itself, not at the whole mapping.

@@ -11,7 +11,7 @@ import pulumi
 from components import platform_view as pv
 from components.errors import ConfigError, ConfigProblem
 from components.platform import Platform
-from components.spec import PLATFORM_KEY, TEAM_KEY, load_platform, load_team, platform_warnings
+from components.spec import load_platform, load_team, platform_warnings
 from components.team import Team
 
 
@@ -48,5 +48,3 @@ def run() -> None:
         pulumi.export("namespace", team.namespace)
         pulumi.export("workloads", sorted(team.workloads))
 
-
-__all__ = ["run", "read_stack_config", "PLATFORM_KEY", "TEAM_KEY"]

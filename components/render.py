@@ -19,19 +19,13 @@ from typing import Any
 import jinja2
 import yaml
 
+from components.labels import GPU_RESOURCE, GPU_TAINT_KEY, GPU_TYPE_LABEL, MANAGED_BY, PART_OF, TEAM_LABEL, WORKLOAD_LABEL
 from components.platform_view import PlatformView
 from components.spec import TeamSpec, WorkloadBase, requested_gpus
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 # libyaml's loader when PyYAML was built with it (10x faster on big plans), the Python one otherwise.
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-PART_OF = "cloudml"
-MANAGED_BY = "cloudml"
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_TAINT_KEY = "nvidia.com/gpu"
-GPU_TYPE_LABEL = "cloudml.io/gpu-type"
-TEAM_LABEL = "cloudml.io/team"
-WORKLOAD_LABEL = "cloudml.io/workload"
 # Pod Security `restricted` needs a non-zero UID; 1000 is the user the cloudml images create.
 RUN_AS_USER = 1000
 
@@ -159,7 +153,6 @@ def resolve(context: WorkloadContext) -> dict[str, Any]:
         "service_account": tenancy.service_account,
         "image": workload.image or team.defaults.image,
         "labels": labels,
-        "selector": {TEAM_LABEL: team.name, WORKLOAD_LABEL: workload.name},
         "annotations": dict(workload.annotations),
         "resources": resources,
         "gpus": gpus,

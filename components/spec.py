@@ -9,7 +9,6 @@ stack (unique names, references, quota against capacity) run after the field che
 
 from __future__ import annotations
 
-import itertools
 import math
 from ipaddress import IPv4Network
 from typing import Annotated, Any, Literal, Union
@@ -265,9 +264,6 @@ class PlatformSpec(Model):
         True, description="Protect buckets and file systems from `pulumi destroy`. Turn off only for throwaway stacks."
     )
 
-    def namespace_of(self, team: str) -> str:
-        return team_namespace(team)
-
     def pool_capacity_gpus(self) -> int:
         return sum(p.max * p.schedulable_gpus_per_node for p in self.gpu_pools)
 
@@ -388,19 +384,18 @@ class SweepWorkload(WorkloadBase):
             if trials is None:
                 return value  # reported at `trials`
         else:
-            trials = math.prod(len(v) for v in parameters.values())
+            trials = _grid_size(parameters)
         if value > trials:
             raise problem(f"is more than the {trials} trial(s) of the sweep", f"set parallelism to {trials} or less")
         return value
 
     def trial_count(self) -> int:
-        if self.algorithm == "random":
-            return self.trials or 0
-        return math.prod(len(v) for v in self.parameters.values())
+        """How many trials the sweep runs (the Indexed Job's completions)."""
+        return (self.trials or 0) if self.algorithm == "random" else _grid_size(self.parameters)
 
-    def grid(self) -> list[dict[str, Any]]:
-        names = sorted(self.parameters)
-        return [dict(zip(names, combo)) for combo in itertools.product(*(self.parameters[n] for n in names))]
+
+def _grid_size(parameters: dict[str, list]) -> int:
+    return math.prod(len(values) for values in parameters.values())
 
 
 class BatchPredictionWorkload(WorkloadBase):

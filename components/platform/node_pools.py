@@ -12,10 +12,9 @@ import pulumi
 import pulumi_aws as aws
 
 from components.platform.cluster import assume_role_policy
-from components.render import GPU_TAINT_KEY, GPU_TYPE_LABEL
+from components.labels import GPU_PRESENT_LABEL, GPU_TAINT_KEY, GPU_TYPE_LABEL, POOL_LABEL
 from components.spec import GpuPoolSpec, PlatformSpec
 
-POOL_LABEL = "cloudml.io/pool"
 NODE_POLICIES = {
     "worker": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
     "ecr": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
@@ -24,7 +23,7 @@ NODE_POLICIES = {
 
 
 def gpu_pool_labels(pool: GpuPoolSpec) -> dict[str, str]:
-    return {POOL_LABEL: pool.name, GPU_TYPE_LABEL: pool.gpu_type, "nvidia.com/gpu.present": "true"}
+    return {POOL_LABEL: pool.name, GPU_TYPE_LABEL: pool.gpu_type, GPU_PRESENT_LABEL: "true"}
 
 
 class NodePools(pulumi.ComponentResource):
