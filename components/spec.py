@@ -73,11 +73,17 @@ class NetworkSpec(Model):
 
     vpc_cidr: VpcCidr = Field(IPv4Network("10.40.0.0/16"), description="CIDR of a new VPC (not with vpcId).")
     availability_zones: StrictInt = Field(3, ge=2, le=6, description="How many AZs a new VPC spans (2-6; not with vpcId).")
+    nat_gateways: Literal["perAz", "single"] = Field(
+        "perAz", description="A new VPC's NAT gateways: one per AZ (an AZ outage keeps the others online) or a single cheaper one."
+    )
     vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="Use this existing VPC instead of creating one.")
     private_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
         default_factory=list,
         validate_default=True,  # the rule must run when the key is left out, too
-        description="Private subnets of the existing VPC (at least 2, in different AZs).",
+        description="Private subnets of the existing VPC (at least 2, in different AZs), with a route to the internet (NAT).",
+    )
+    public_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
+        default_factory=list, description="Public subnets of the existing VPC, for internet-facing load balancers (optional)."
     )
 
     @field_validator("private_subnet_ids")
@@ -92,9 +98,12 @@ class NetworkSpec(Model):
 
     @model_validator(mode="after")
     def _new_or_existing(self) -> "NetworkSpec":
-        given = {"vpc_cidr", "availability_zones"} & self.model_fields_set
+        new_vpc_keys = {"vpc_cidr": "vpcCidr", "availability_zones": "availabilityZones", "nat_gateways": "natGateways"}
+        given = set(new_vpc_keys) & self.model_fields_set
+        if self.vpc_id is None and self.public_subnet_ids:
+            raise problem("publicSubnetIds were given without vpcId", "set network.vpcId to the VPC that holds these subnets")
         if self.vpc_id is not None and given:
-            keys = " and ".join(sorted("vpcCidr" if k == "vpc_cidr" else "availabilityZones" for k in given))
+            keys = " and ".join(sorted(new_vpc_keys[k] for k in given))
             raise problem(f"{keys} describe a new VPC, but vpcId uses an existing one", f"remove {keys}, or remove vpcId")
         return self
 
@@ -211,6 +220,7 @@ class StorageSpec(Model):
     shared_filesystem: Literal["efs", "none"] = Field("efs", description="Shared POSIX file system for PVCs.")
     lustre: LustreSpec = Field(default_factory=LustreSpec, description="FSx for Lustre.")
     checkpoint_expiry_days: StrictInt = Field(30, ge=1, le=3650, description="Days before checkpoints expire from S3.")
+    log_expiry_days: StrictInt = Field(90, ge=1, le=3650, description="Days before training logs expire from S3.")
 
 
 class LoadBalancingSpec(Model):
@@ -219,9 +229,34 @@ class LoadBalancingSpec(Model):
     allow_internet_facing: StrictBool = Field(
         False, description="Allow team services to ask for internet-facing NLBs. Off: every NLB is internal."
     )
+    internet_facing_cidrs: list[Cidr] = Field(
+        default_factory=list,
+        validate_default=True,
+        description="Source CIDRs an internet-facing NLB accepts (required with allowInternetFacing).",
+    )
     certificate_arn: str | None = Field(
         None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$", description="ACM certificate for TLS."
     )
+
+
+    @field_validator("internet_facing_cidrs")
+    @classmethod
+    def _cidrs_with_opt_in(cls, value: list, info: ValidationInfo) -> list:
+        allowed = info.data.get("allow_internet_facing")
+        if allowed and not value:
+            raise problem("internet-facing load balancers need the source CIDRs they accept",
+                          "list your clients' CIDRs in loadBalancing.internetFacingCidrs")
+        if value and not allowed:
+            raise problem("is set, but internet-facing load balancers are not allowed",
+                          "set loadBalancing.allowInternetFacing: true, or remove internetFacingCidrs")
+        return value
+
+
+class AutoscalingSpec(Model):
+    """The Cluster Autoscaler."""
+
+    prefer_spot: StrictBool = Field(True, description="When several pools fit a pending pod, grow spot pools first (priority expander).")
+    scale_down_unneeded: Duration = Field(600, description="Remove a node after it has been unneeded this long (default 10m).")
 
 
 class MonitoringSpec(Model):
@@ -242,6 +277,8 @@ class TenantSpec(Model):
     memory_quota: MemoryQuantity = Field("512Gi", description="Memory the team may request at once.")
     storage_quota: StorageQuantity = Field("2Ti", description="PVC storage the team may request.")
     load_balancers: Count = Field(2, description="LoadBalancer Services the team may create.")
+    default_container_cpu: CpuQuantity = Field("1", description="CPU request and limit of a container that sets none (LimitRange).")
+    default_container_memory: MemoryQuantity = Field("2Gi", description="Memory request and limit of a container that sets none (LimitRange).")
 
 
 class PlatformSpec(Model):
@@ -258,6 +295,7 @@ class PlatformSpec(Model):
     gpu_pools: list[GpuPoolSpec] = Field(default_factory=list, description="GPU node pools.")
     storage: StorageSpec = Field(default_factory=StorageSpec, description="Storage.")
     load_balancing: LoadBalancingSpec = Field(default_factory=LoadBalancingSpec, description="Load balancers.")
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Cluster Autoscaler.")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Monitoring and alerting.")
     teams: dict[TeamName, TenantSpec] = Field(default_factory=dict, description="Tenants: team name -> quotas and admins.")
     protect_stateful_resources: StrictBool = Field(

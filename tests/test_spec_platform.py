@@ -22,7 +22,7 @@ POOL = {"name": "a10g", "instanceTypes": ["g5.12xlarge"], "max": 4}  # 4 nodes x
 VPC = "vpc-0123456789abcdef0"
 SUBNETS = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
 CATALOG = ", ".join(sorted(gpu_catalog.GPU_INSTANCE_TYPES))
-KEYS = ("admins, endpoint, gpuPools, kubernetesVersion, loadBalancing, monitoring, name, network, "
+KEYS = ("admins, autoscaling, endpoint, gpuPools, kubernetesVersion, loadBalancing, monitoring, name, network, "
         "protectStatefulResources, storage, systemPool, teams")
 WEBHOOK = "https://hooks.slack.com/services/T0000/B0000/XXXXSECRETXXXX"
 ADMINS = ["arn:aws:iam::111122223333:role/platform-admins"]
