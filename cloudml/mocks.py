@@ -31,6 +31,18 @@ def _digest(*parts: str, length: int = 17) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
 
 
+# Resource ids as AWS writes them (prefix-hex), so the plan reads like a real preview.
+_ID_PREFIXES = {
+    "aws:ec2/internetGateway:InternetGateway": "igw",
+    "aws:ec2/natGateway:NatGateway": "nat",
+    "aws:ec2/eip:Eip": "eipalloc",
+    "aws:ec2/routeTable:RouteTable": "rtb",
+    "aws:ec2/vpcEndpoint:VpcEndpoint": "vpce",
+    "aws:efs/mountTarget:MountTarget": "fsmt",
+    "aws:fsx/lustreFileSystem:LustreFileSystem": "fs",
+}
+
+
 @dataclass
 class CloudMocks(pulumi.runtime.Mocks):
     """Deterministic stand-ins for the AWS, Kubernetes and Pulumi providers."""
@@ -92,7 +104,28 @@ class CloudMocks(pulumi.runtime.Mocks):
                 "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{self.region}.amazonaws.com/id/{oidc}"}]}],
                 "status": "ACTIVE",
                 "platformVersion": "eks.1",
+                "vpcConfig": {**(state.get("vpcConfig") or {}), "clusterSecurityGroupId": f"sg-{_digest(typ, name)}"},
             })
+        elif typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            state["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{str(state.get('url', '')).removeprefix('https://')}"
+        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            rid = f"lt-{_digest(typ, name)}"
+            state.setdefault("latestVersion", 1)
+            state.setdefault("defaultVersion", 1)
+        elif typ in ("aws:ec2/securityGroup:SecurityGroup", "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"):
+            rid = f"sg-{_digest(typ, name)}"
+        elif typ in _ID_PREFIXES:
+            rid = f"{_ID_PREFIXES[typ]}-{_digest(typ, name)}"
+            if typ == "aws:ec2/eip:Eip":
+                state.setdefault("publicIp", "203.0.113." + str(int(_digest(typ, name, length=2), 16) % 250 + 1))
+        elif typ == "aws:efs/fileSystem:FileSystem":
+            rid = f"fs-{_digest(typ, name)}"
+            state["dnsName"] = f"{rid}.efs.{self.region}.amazonaws.com"
+        elif typ == "aws:s3/bucket:Bucket":
+            physical = state.get("bucket") or f"{state.get('bucketPrefix') or name + '-'}{_digest(typ, name, length=8)}"
+            rid = physical
+            state.update({"bucket": physical, "arn": f"arn:aws:s3:::{physical}",
+                          "bucketRegionalDomainName": f"{physical}.s3.{self.region}.amazonaws.com"})
         elif typ == "aws:eks/nodeGroup:NodeGroup":
             rid = f"{state.get('clusterName')}:{physical}"
             state["resources"] = [{"autoscalingGroups": [{"name": f"eks-{physical}-{_digest(name, length=8)}"}]}]
@@ -108,6 +141,11 @@ class CloudMocks(pulumi.runtime.Mocks):
             return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/plan", "userId": "AIDAPLAN", "id": ACCOUNT_ID}
         if token == "aws:index/getRegion:getRegion":
             return {"name": self.region, "region": self.region, "id": self.region}
+        if token == "aws:ec2/getVpc:getVpc":
+            # An existing VPC: the plan cannot know its CIDR; 10.0.0.0/16 stands in for it.
+            return {"id": args.args.get("id"), "cidrBlock": "10.0.0.0/16", "enableDnsSupport": True,
+                    "enableDnsHostnames": True, "state": "available", "ownerId": ACCOUNT_ID,
+                    "arn": f"arn:aws:ec2:{self.region}:{ACCOUNT_ID}:vpc/{args.args.get('id')}"}
         if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         raise UnknownInvoke(f"the offline plan cannot answer the data source {token}; add it to cloudml/mocks.py")
@@ -205,6 +243,8 @@ def _map(value: Any, again) -> Any:
         return [again(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
+    if type(value).__name__ == "Unknown":  # a value only a real deployment knows
+        return "(known after apply)"
     return value
 
 

@@ -42,6 +42,9 @@ def run() -> None:
         pulumi.export(pv.OUTPUT_KUBECONFIG, platform.kubeconfig)
         pulumi.export(pv.OUTPUT_TEAMS, platform.teams)
         pulumi.export(pv.OUTPUT_GPU_POOLS, platform.gpu_pools)
+        pulumi.export("buckets", platform.buckets)
+        pulumi.export("sharedStorageClass", platform.shared_storage_class)
+        pulumi.export("loadBalancing", platform.load_balancing)
     else:
         spec = load_team(raw)
         team = Team(spec.name, spec)

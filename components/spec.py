@@ -545,6 +545,15 @@ def platform_problems(spec: PlatformSpec) -> list[ConfigProblem]:
     problems = []
     seen: dict[str, int] = {}
     for i, pool in enumerate(spec.gpu_pools):
+        # EKS caps node group names at 63: <platform>-nodes-gpu-<pool> plus Pulumi's 8-character suffix.
+        group_name_length = len(spec.name) + len("-nodes-gpu-") + len(pool.name) + 8
+        if group_name_length > 63:
+            problems.append(ConfigProblem(
+                format_path(PLATFORM_KEY, ["gpuPools", i, "name"]),
+                f"with platform name {spec.name} makes a node group name of {group_name_length} characters; EKS allows 63",
+                f"shorten the pool name to {63 - 8 - len('-nodes-gpu-') - len(spec.name)} characters or fewer, or the platform name",
+                display_value(pool.name),
+            ))
         if pool.name in seen:
             problems.append(ConfigProblem(
                 format_path(PLATFORM_KEY, ["gpuPools", i, "name"]),

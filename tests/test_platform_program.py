@@ -26,54 +26,65 @@ def plan_platform(tmp_path, mutate) -> object:
     return Planner(tmp_path).plan("platform-dev")
 
 
-def test_platform_children_are_exactly_these(sample_plans):
-    """The sample platform creates this set of (type, name) resources and nothing else."""
-    got = sorted((r["type"], r["name"]) for r in sample_plans["platform-dev"].resources)
-    assert got == sorted([
-        ("cloudml:platform:Platform", "ml-dev"),
-        ("cloudml:platform:Network", "ml-dev-network"),
-        ("aws:ec2/vpc:Vpc", "ml-dev-network-vpc"),
-        *[("aws:ec2/subnet:Subnet", f"ml-dev-network-private-{i}") for i in range(3)],
-        ("cloudml:platform:Cluster", "ml-dev-cluster"),
-        ("aws:kms/key:Key", "ml-dev-cluster-secrets-key"),
-        ("aws:iam/role:Role", "ml-dev-cluster-role"),
-        ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "ml-dev-cluster-role-policy"),
-        ("aws:eks/cluster:Cluster", "ml-dev-cluster-eks"),
-        ("aws:eks/accessEntry:AccessEntry", "ml-dev-cluster-admin-platform-admins-b53a6aa1"),
-        ("aws:eks/accessPolicyAssociation:AccessPolicyAssociation", "ml-dev-cluster-admin-platform-admins-b53a6aa1-policy"),
-        ("pulumi:providers:kubernetes", "ml-dev-cluster-k8s"),
-        ("cloudml:platform:NodePools", "ml-dev-nodes"),
-        ("aws:iam/role:Role", "ml-dev-nodes-node-role"),
-        *[("aws:iam/rolePolicyAttachment:RolePolicyAttachment", f"ml-dev-nodes-node-role-{k}") for k in ("worker", "ecr", "cni")],
-        ("aws:eks/nodeGroup:NodeGroup", "ml-dev-nodes-system"),
-        ("aws:eks/nodeGroup:NodeGroup", "ml-dev-nodes-gpu-a10g"),
-        ("aws:eks/nodeGroup:NodeGroup", "ml-dev-nodes-gpu-l4-spot"),
-        ("cloudml:platform:Tenancy", "ml-dev-tenancy"),
-        ("kubernetes:yaml/v2:ConfigGroup", "ml-dev-tenancy-vision"),
-        ("kubernetes:yaml/v2:ConfigGroup", "ml-dev-tenancy-nlp"),
-    ])
+COMPONENTS = ["network", "cluster", "nodes", "cluster-addons", "storage", "addons", "tenancy"]
 
 
-def test_every_resource_is_parented_to_its_component(sample_plans):
-    """Children hang under the component that made them, components under Platform (DESIGN: parent every child)."""
-    resources = by_name(sample_plans["platform-dev"])
-    expected_parent = {
-        "ml-dev-network": "ml-dev", "ml-dev-cluster": "ml-dev", "ml-dev-nodes": "ml-dev", "ml-dev-tenancy": "ml-dev",
-    }
-    for name, record in resources.items():
-        if name == "ml-dev":
+def test_platform_is_made_of_these_components(sample_plans):
+    """Platform's direct children are exactly its seven components (each tested in its own file)."""
+    resources = sample_plans["platform-dev"].resources
+    platform = next(r for r in resources if r["name"] == "ml-dev")
+    direct = sorted(r["name"] for r in resources if r["parent"] == platform["urn"])
+    assert direct == sorted(f"ml-dev-{c}" for c in COMPONENTS)
+
+
+def test_resource_counts_by_type(sample_plans):
+    """What the sample platform creates, counted by type: a change in any count is deliberate."""
+    counts: dict[str, int] = {}
+    for r in sample_plans["platform-dev"].resources:
+        counts[r["type"]] = counts.get(r["type"], 0) + 1
+    assert counts["aws:ec2/subnet:Subnet"] == 6          # public + private in 3 AZs
+    assert counts["aws:ec2/natGateway:NatGateway"] == 3  # natGateways: perAz
+    assert counts["aws:eks/nodeGroup:NodeGroup"] == 3    # system + 2 GPU pools
+    assert counts["aws:ec2/launchTemplate:LaunchTemplate"] == 3
+    assert counts["aws:autoscaling/tag:Tag"] == 12       # 6 scale-from-zero tags per GPU pool
+    assert counts["aws:s3/bucket:Bucket"] == 4           # datasets, models, checkpoints, logs
+    assert counts["aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"] == 4
+    assert counts["aws:s3/bucketPolicy:BucketPolicy"] == 4
+    assert counts["aws:eks/addon:Addon"] == 6            # vpc-cni, kube-proxy, coredns, ebs, efs, s3 csi
+    assert counts["kubernetes:helm.sh/v3:Release"] == 6  # device plugin, CA, metrics-server, KEDA, JobSet, LBC
+    assert counts["cloudml:platform:ServiceAccountRole"] == 8
+    assert counts["aws:efs/fileSystem:FileSystem"] == 1
+    assert "aws:fsx/lustreFileSystem:LustreFileSystem" not in counts  # lustre.enabled: false
+
+
+def test_every_child_is_named_after_and_parented_to_its_component(sample_plans):
+    """DESIGN: child names are f"{name}-<role>" and every child has a parent; all chains end at Platform."""
+    resources = sample_plans["platform-dev"].resources
+    by_urn = {r["urn"]: r for r in resources}
+    for record in resources:
+        if record["name"] == "ml-dev":
             assert record["parent"].endswith("::cloudml-platform-dev"), "Platform sits directly under the stack"
             continue
-        parent = expected_parent.get(name) or next(p for p in ("ml-dev-network", "ml-dev-cluster", "ml-dev-nodes", "ml-dev-tenancy")
-                                                    if name.startswith(p))
-        assert record["parent"].endswith(f"::{parent}"), f"{name} is parented to {record['parent']}"
+        parent = by_urn[record["parent"]]
+        assert record["name"].startswith(parent["name"] + "-"), f"{record['name']} under {parent['name']}"
+        chain = record
+        while chain["name"] != "ml-dev":
+            chain = by_urn[chain["parent"]]
 
 
 def test_component_type_tokens(sample_plans):
     """Components use cloudml:<module>:<Component> tokens."""
     components = {r["type"] for r in sample_plans["platform-dev"].resources if not r["custom"] and "ConfigGroup" not in r["type"]}
-    assert components == {"cloudml:platform:Platform", "cloudml:platform:Network", "cloudml:platform:Cluster",
-                          "cloudml:platform:NodePools", "cloudml:platform:Tenancy"}
+    assert components == {f"cloudml:platform:{c}" for c in (
+        "Platform", "Network", "Cluster", "ClusterAddons", "NodePools", "Storage", "Addons", "Tenancy", "ServiceAccountRole")}
+
+
+def test_stateful_resources_are_protected_and_retained(sample_plans):
+    """Buckets, file systems and the keys that encrypt them survive `pulumi destroy` by default."""
+    stateful = [r for r in sample_plans["platform-dev"].resources if r["type"] in (
+        "aws:s3/bucket:Bucket", "aws:efs/fileSystem:FileSystem")]
+    assert len(stateful) == 5
+    assert all(r["protect"] and r["retainOnDelete"] for r in stateful)
 
 
 def test_cluster_is_private_encrypted_logged_and_has_no_creator_admin(sample_plans):
@@ -95,10 +106,16 @@ def test_cluster_is_private_encrypted_logged_and_has_no_creator_admin(sample_pla
 
 
 def test_only_listed_admins_get_cluster_admin(sample_plans):
-    """Each platform admin gets an access entry and a cluster-scoped cluster-admin association; nobody else."""
+    """Each platform admin gets a cluster-scoped cluster-admin association; team admins only namespace-scoped edit."""
     resources = by_name(sample_plans["platform-dev"])
-    entries = [r for r in resources.values() if r["type"] == "aws:eks/accessEntry:AccessEntry"]
-    assert [e["inputs"]["principalArn"] for e in entries] == ["arn:aws:iam::111122223333:role/platform-admins"]
+    associations = {r["inputs"]["principalArn"]: r["inputs"] for r in resources.values()
+                    if r["type"] == "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"}
+    assert associations["arn:aws:iam::111122223333:role/vision-leads"]["policyArn"] == (
+        "arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy")
+    assert associations["arn:aws:iam::111122223333:role/vision-leads"]["accessScope"] == {
+        "type": "namespace", "namespaces": ["team-vision"]}
+    cluster_admins = [p for p, a in associations.items() if a["policyArn"].endswith("/AmazonEKSClusterAdminPolicy")]
+    assert cluster_admins == ["arn:aws:iam::111122223333:role/platform-admins"]
     association = resources["ml-dev-cluster-admin-platform-admins-b53a6aa1-policy"]["inputs"]
     assert association["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
     assert association["accessScope"] == {"type": "cluster"}
@@ -136,13 +153,15 @@ def test_existing_vpc_creates_no_network(tmp_path):
 
 
 @pytest.mark.parametrize("pool, capacity, instance_types, labels", [
-    ("a10g", "ON_DEMAND", ["g5.12xlarge"], {"cloudml.io/pool": "a10g", "cloudml.io/gpu-type": "a10g", "nvidia.com/gpu.present": "true"}),
+    ("a10g", "ON_DEMAND", ["g5.12xlarge"], {"cloudml.io/pool": "a10g", "cloudml.io/gpu-type": "a10g",
+                                             "nvidia.com/gpu.present": "true", "k8s.amazonaws.com/accelerator": "nvidia-a10g"}),
     ("l4-spot", "SPOT", ["g6.xlarge", "g6.2xlarge", "g6.4xlarge"],
-     {"cloudml.io/pool": "l4-spot", "cloudml.io/gpu-type": "l4", "nvidia.com/gpu.present": "true"}),
+     {"cloudml.io/pool": "l4-spot", "cloudml.io/gpu-type": "l4", "nvidia.com/gpu.present": "true",
+      "k8s.amazonaws.com/accelerator": "nvidia-l4"}),
 ])
 def test_gpu_node_groups(sample_plans, pool, capacity, instance_types, labels):
-    """GPU pools: NVIDIA AMI, capacity type, instance types, labels, the GPU taint, min 0; desired = min and
-    not ignored (nothing else scales the group in this version, so raising min must take effect)."""
+    """GPU pools: NVIDIA AMI, capacity type, instance types, labels, the GPU taint, min 0; desired starts at min
+    and then belongs to the Cluster Autoscaler (ignored by later updates)."""
     group = by_name(sample_plans["platform-dev"])[f"ml-dev-nodes-gpu-{pool}"]
     inputs = group["inputs"]
     assert inputs["amiType"] == "AL2023_x86_64_NVIDIA"
@@ -152,8 +171,9 @@ def test_gpu_node_groups(sample_plans, pool, capacity, instance_types, labels):
     assert inputs["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
     assert inputs["scalingConfig"]["minSize"] == 0
     assert inputs["scalingConfig"]["desiredSize"] == inputs["scalingConfig"]["minSize"]
-    assert group["ignoreChanges"] == []
+    assert group["ignoreChanges"] == ["scalingConfig.desiredSize"]
     assert any(d.endswith("::ml-dev-nodes-node-role-worker") for d in group["dependsOn"])
+    assert "launchTemplate" in inputs and "diskSize" not in inputs
 
 
 def test_system_pool_is_on_demand_cpu_without_taint(sample_plans):
@@ -182,10 +202,15 @@ def test_outputs_for_team_stacks(sample_plans):
     assert plan.outputs["kubeconfig"] == "[secret]"
     assert plan.secret_outputs == ["kubeconfig"]
     assert plan.outputs["clusterName"] == "ml-dev"
-    assert plan.outputs["teams"] == {
+    teams = {t: {k: v for k, v in o.items() if k != "roleArn"} for t, o in plan.outputs["teams"].items()}
+    assert teams == {
         "vision": {"namespace": "team-vision", "serviceAccount": "vision-workloads", "gpuQuota": 16},
         "nlp": {"namespace": "team-nlp", "serviceAccount": "nlp-workloads", "gpuQuota": 8},
     }
+    assert all(o["roleArn"].startswith("arn:aws:iam::111122223333:role/") for o in plan.outputs["teams"].values())
+    assert sorted(plan.outputs["buckets"]) == ["checkpoints", "datasets", "logs", "models"]
+    assert plan.outputs["sharedStorageClass"] == "cloudml-shared"
+    assert plan.outputs["loadBalancing"] == {"allowInternetFacing": False, "internetFacingCidrs": []}  # no certificate: key absent
     assert plan.outputs["gpuPools"] == {
         "a10g": {"gpuType": "a10g", "gpusPerNode": 4, "maxNodes": 4, "capacity": "on-demand"},
         "l4-spot": {"gpuType": "l4", "gpusPerNode": 1, "maxNodes": 8, "capacity": "spot"},
@@ -204,10 +229,10 @@ def test_kubeconfig_authenticates_with_aws_eks_get_token(sample_plans):
 
 
 def test_not_yet_deployed_sections_warn(sample_plans):
-    """Contract sections this version does not deploy are never silently ignored: the plan warns."""
-    warnings = sample_plans["platform-dev"].warnings
-    assert any(w.startswith("cloudml:platform.monitoring is validated but not deployed") for w in warnings)
-    assert any(w.startswith("cloudml:platform.storage is validated but not deployed") for w in warnings)
+    """Contract sections this version does not deploy are never silently ignored: the plan warns (only monitoring left)."""
+    assert sample_plans["platform-dev"].warnings == [
+        "cloudml:platform.monitoring is validated but not deployed by this version of cloudml (the monitoring stack and alert routing)"
+    ]
 
 
 def test_admin_entries_are_named_by_principal_not_position(tmp_path):

@@ -1,5 +1,5 @@
 """The renderer, field by field: `components.render` for the `training` kind, its `q` filter
-(`yaml_scalar`) and the tenancy template.
+(`yaml_scalar`). The tenancy template is tested in test_tenancy.py.
 
 Every test builds its input the way a stack does (`load_team` / `load_platform` on camelCase config,
 `PlatformView.from_outputs` on the platform's outputs), renders, and asserts on the parsed objects.
@@ -14,7 +14,6 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from components.platform.tenancy import tenancy_objects
 from components.platform_view import PlatformView
 from components.render import (
     RENDERED_KINDS,
@@ -485,82 +484,3 @@ def test_yaml_scalar_refuses_unsupported_types(value):
 def test_yaml_scalar_round_trips_floats_in_exponent_notation(value):
     parsed = yaml.safe_load(yaml_scalar(value))
     assert isinstance(parsed, float) and parsed == value
-
-
-# --- tenancy template -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def platform_spec():
-    return load_platform({
-        "name": "ml-x",
-        "admins": [ADMIN],
-        "gpuPools": [{"name": "a10g", "instanceTypes": ["g5.12xlarge"], "max": 4}],
-        "teams": {"vision": {"gpuQuota": 12, "cpuQuota": "48", "memoryQuota": "384Gi", "loadBalancers": 0}},
-    })
-
-
-@pytest.fixture(scope="module")
-def tenancy(platform_spec) -> dict[str, dict]:
-    objects = tenancy_objects(platform_spec, "vision", platform_spec.teams["vision"])
-    by_kind = {o["kind"]: o for o in objects}
-    assert len(by_kind) == len(objects) == 3, objects
-    return by_kind
-
-
-def test_tenancy_namespace_enforces_pod_security_restricted(tenancy):
-    namespace = tenancy["Namespace"]
-    assert namespace["apiVersion"] == "v1"
-    assert namespace["metadata"]["name"] == "team-vision"
-    labels = namespace["metadata"]["labels"]
-    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    assert labels["pod-security.kubernetes.io/audit"] == "restricted"
-    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
-    assert labels["cloudml.io/team"] == "vision"
-
-
-def test_tenancy_service_account_is_in_the_team_namespace(tenancy):
-    sa = tenancy["ServiceAccount"]
-    assert sa["metadata"] == {
-        "name": "vision-workloads",
-        "namespace": "team-vision",
-        "labels": {
-            "app.kubernetes.io/part-of": "cloudml",
-            "app.kubernetes.io/managed-by": "cloudml",
-            "app.kubernetes.io/component": "tenancy",
-            "app.kubernetes.io/name": "vision",
-            "app.kubernetes.io/instance": "ml-x-vision",
-            "cloudml.io/team": "vision",
-        },
-    }
-
-
-def test_tenancy_quota_limits_gpus_by_request_as_a_string_and_never_by_the_plain_key(tenancy):
-    quota = tenancy["ResourceQuota"]
-    assert quota["metadata"]["namespace"] == "team-vision"
-    hard = quota["spec"]["hard"]
-    assert hard["requests.nvidia.com/gpu"] == "12"
-    assert isinstance(hard["requests.nvidia.com/gpu"], str)
-    assert "nvidia.com/gpu" not in hard
-    assert "limits.nvidia.com/gpu" not in hard
-
-
-def test_tenancy_quota_carries_cpu_memory_storage_and_load_balancer_limits_as_strings(tenancy):
-    hard = tenancy["ResourceQuota"]["spec"]["hard"]
-    assert hard == {
-        "requests.nvidia.com/gpu": "12",
-        "requests.cpu": "48",
-        "limits.cpu": "48",
-        "requests.memory": "384Gi",
-        "limits.memory": "384Gi",
-        "requests.storage": "2Ti",
-        "services.loadbalancers": "0",
-    }
-    assert all(isinstance(v, str) for v in hard.values())
-
-
-def test_tenancy_zero_gpu_quota_is_the_string_zero():
-    spec = load_platform({"name": "ml-x", "admins": [ADMIN], "teams": {"cpu-only": {"gpuQuota": 0}}})
-    objects = tenancy_objects(spec, "cpu-only", spec.teams["cpu-only"])
-    quota = next(o for o in objects if o["kind"] == "ResourceQuota")
-    assert quota["spec"]["hard"]["requests.nvidia.com/gpu"] == "0"

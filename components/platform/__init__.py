@@ -5,9 +5,12 @@ from __future__ import annotations
 import pulumi
 from pydantic.alias_generators import to_camel
 
+from components.platform.addons import Addons
 from components.platform.cluster import Cluster
+from components.platform.cluster_addons import ClusterAddons
 from components.platform.network import Network
 from components.platform.node_pools import NodePools
+from components.platform.storage import Storage
 from components.platform.tenancy import Tenancy
 from components.spec import PLATFORM_KEY, PlatformSpec
 
@@ -26,23 +29,55 @@ def gpu_pool_offers(spec: PlatformSpec) -> dict[str, dict]:
 
 
 class Platform(pulumi.ComponentResource):
-    """Creates `<name>-network`, `<name>-cluster`, `<name>-nodes` and `<name>-tenancy`.
+    """Creates `<name>-network`, `<name>-cluster` (control plane, OIDC, vpc-cni, kube-proxy),
+    `<name>-nodes` (launch templates, node groups, autoscaler tags), `<name>-cluster-addons` (coredns,
+    EBS CSI, gp3 StorageClass), `<name>-storage` (buckets, EFS, Mountpoint for S3, FSx), `<name>-addons`
+    (device plugin, Cluster Autoscaler, metrics-server, KEDA, JobSet, LB controller) and
+    `<name>-tenancy` (each team's namespace, quotas, policies, identity and admins).
 
     Outputs (exported by the program for team stacks): `cluster_name`, `kubeconfig` (secret),
-    `teams`, `gpu_pools`.
+    `teams`, `gpu_pools`, `buckets`, `shared_storage_class`, `load_balancing`.
     """
 
     def __init__(self, name: str, spec: PlatformSpec, region: str, opts: pulumi.ResourceOptions | None = None):
         super().__init__("cloudml:platform:Platform", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.network = Network(f"{name}-network", spec.network, spec.name, opts=child)
-        self.cluster = Cluster(f"{name}-cluster", spec, self.network.private_subnet_ids, region, opts=child)
-        self.nodes = NodePools(f"{name}-nodes", spec, self.cluster.cluster_name, self.network.private_subnet_ids, opts=child)
-        self.tenancy = Tenancy(f"{name}-tenancy", spec, self.cluster.provider, self.cluster.admin_access, opts=child)
-        self.cluster_name = self.cluster.cluster_name
-        self.kubeconfig = self.cluster.kubeconfig
+        subnets = self.network.private_subnet_ids
+        self.cluster = Cluster(f"{name}-cluster", spec, subnets, region, opts=child)
+        cluster = self.cluster
+        self.nodes = NodePools(f"{name}-nodes", spec, cluster.cluster_name, subnets, opts=child,
+                               node_dependencies=cluster.node_prerequisites)
+        # Kubernetes objects and in-cluster controllers need a node to run on and the admins' access.
+        ready = [self.nodes.system, *cluster.admin_access]
+        self.cluster_addons = ClusterAddons(f"{name}-cluster-addons", cluster, after=[self.nodes.system], opts=child)
+        irsa = {"oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url}
+        self.storage = Storage(
+            f"{name}-storage", spec, vpc_id=self.network.vpc_id, vpc_cidr=self.network.vpc_cidr,
+            private_subnet_ids=subnets, provider=cluster.provider, cluster_name=cluster.cluster_name,
+            after=ready, opts=child, **irsa,
+        )
+        self.addons = Addons(
+            f"{name}-addons", spec, provider=cluster.provider, cluster_name=cluster.cluster_name, region=region,
+            vpc_id=self.network.vpc_id, after=[*ready, self.cluster_addons.coredns], opts=child, **irsa,
+        )
+        self.tenancy = Tenancy(
+            f"{name}-tenancy", spec, cluster.provider, cluster.admin_access, cluster_name=cluster.cluster_name,
+            bucket_arns=self.storage.bucket_arns, kms_key_arn=self.storage.kms_key_arn,
+            vpc_cidr=self.network.vpc_cidr, opts=child, **irsa,
+        )
+        self.cluster_name = cluster.cluster_name
+        self.kubeconfig = cluster.kubeconfig
         self.teams = self.tenancy.teams
         self.gpu_pools = gpu_pool_offers(spec)
+        self.buckets = self.storage.bucket_names
+        self.shared_storage_class = self.storage.storage_class
+        self.load_balancing = {
+            "allowInternetFacing": spec.load_balancing.allow_internet_facing,
+            "internetFacingCidrs": [str(c) for c in spec.load_balancing.internet_facing_cidrs],
+        }
+        if spec.load_balancing.certificate_arn:
+            self.load_balancing["certificateArn"] = spec.load_balancing.certificate_arn
         for warning in not_yet_deployed(spec):
             pulumi.log.warn(warning, resource=self)
         self.register_outputs({
@@ -50,14 +85,15 @@ class Platform(pulumi.ComponentResource):
             "kubeconfig": self.kubeconfig,
             "teams": self.teams,
             "gpu_pools": self.gpu_pools,
+            "buckets": self.buckets,
+            "shared_storage_class": self.shared_storage_class,
+            "load_balancing": self.load_balancing,
         })
 
 
 # Sections of the contract that this version validates but does not deploy yet. Their defaults
 # would suggest they exist (e.g. sharedFilesystem: efs), so the plan and `pulumi up` always warn.
 _NOT_YET_DEPLOYED = {
-    "storage": "S3 buckets, EFS, Mountpoint for S3 and FSx for Lustre",
-    "load_balancing": "the AWS Load Balancer Controller",
     "monitoring": "the monitoring stack and alert routing",
 }
 
@@ -68,16 +104,4 @@ def not_yet_deployed(spec: PlatformSpec) -> list[str]:
         f"{PLATFORM_KEY}.{to_camel(key)} is validated but not deployed by this version of cloudml ({what})"
         for key, what in _NOT_YET_DEPLOYED.items()
     ]
-    for i, pool in enumerate(spec.gpu_pools):
-        if pool.time_slicing_replicas > 1:
-            warnings.append(
-                f"{PLATFORM_KEY}.gpuPools[{i}].timeSlicingReplicas is validated but not deployed by this version "
-                "of cloudml (device-plugin time-slicing); teams are offered the time-sliced GPU count"
-            )
-    for team, tenant in spec.teams.items():
-        if tenant.admins:
-            warnings.append(
-                f"{PLATFORM_KEY}.teams.{team}.admins is validated but not deployed by this version of cloudml "
-                "(access entries and namespace RBAC)"
-            )
     return warnings

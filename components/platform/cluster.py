@@ -1,9 +1,11 @@
 """The EKS control plane: KMS key for secrets, cluster IAM role, the cluster, admin access entries,
-and a Kubernetes provider bound to it.
+the IAM OIDC provider for IRSA, the add-ons that need no nodes (vpc-cni, kube-proxy), and a
+Kubernetes provider bound to it. The add-ons that do need nodes are `cluster_addons.ClusterAddons`.
 
 Secure by default: private endpoint unless CIDRs are listed, envelope encryption of Secrets with a
 rotating KMS key, api/audit/authenticator logs, API authentication mode without the implicit
-creator-admin; only `admins` from config get cluster-admin.
+creator-admin; only `admins` from config get cluster-admin. The VPC CNI gets its AWS permissions from
+its own IRSA role (kube-system/aws-node only), not from every pod on the node.
 """
 
 from __future__ import annotations
@@ -16,10 +18,27 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.platform.irsa import ServiceAccountRole
 from components.spec import PlatformSpec
 
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator"]
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+# The audience of the projected service-account tokens that STS accepts (AssumeRoleWithWebIdentity).
+STS_AUDIENCE = "sts.amazonaws.com"
+# The VPC CNI's service account and the AWS managed policy it needs on an IPv4 cluster
+# (EKS user guide, "Configure Amazon VPC CNI plugin to use IRSA").
+VPC_CNI_SERVICE_ACCOUNT = ("kube-system", "aws-node")
+VPC_CNI_POLICY = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"
+
+
+def addon_args(name: str) -> dict:
+    """Arguments every EKS managed add-on of the platform shares.
+
+    addon_version is left unset: EKS installs the default version for the cluster's Kubernetes
+    version. OVERWRITE on create adopts the self-managed copies EKS bootstraps with a new cluster
+    (vpc-cni, kube-proxy, coredns); OVERWRITE on update puts hand edits back to the declared config.
+    """
+    return {"addon_name": name, "resolve_conflicts_on_create": "OVERWRITE", "resolve_conflicts_on_update": "OVERWRITE"}
 
 
 def assume_role_policy(service: str) -> str:
@@ -58,15 +77,21 @@ def kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str) -> s
 class Cluster(pulumi.ComponentResource):
     """Creates `<name>-secrets-key` (KMS, rotating), `<name>-role` + its policy attachment,
     `<name>-eks` (the cluster), `<name>-admin-<principal>` access entries with cluster-admin associations,
-    and `<name>-k8s` (a Kubernetes provider for the cluster).
+    `<name>-oidc` (the IAM OIDC provider of the cluster's issuer, for IRSA), `<name>-vpc-cni-irsa`
+    (IRSA role of kube-system/aws-node with AmazonEKS_CNI_Policy), the `<name>-vpc-cni` and
+    `<name>-kube-proxy` managed add-ons, and `<name>-k8s` (a Kubernetes provider for the cluster).
 
-    Outputs: `cluster_name`, `endpoint`, `kubeconfig` (secret), `provider`.
+    Outputs: `cluster_name`, `endpoint`, `certificate_authority` (CA data), `oidc_provider_arn`,
+    `oidc_issuer_url` (https://...), `kubeconfig` (secret), `provider`, `cluster_security_group_id`,
+    `admin_access` (what the provider needs before it can act on the cluster) and
+    `node_prerequisites` (the add-ons node groups should wait for).
     """
 
     def __init__(self, name: str, spec: PlatformSpec, subnet_ids: pulumi.Input, region: str,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("cloudml:platform:Cluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        self.platform_name = spec.name
         self.secrets_key = aws.kms.Key(
             f"{name}-secrets-key",
             description=f"Envelope encryption of Kubernetes Secrets in EKS cluster {spec.name}",
@@ -121,10 +146,59 @@ class Cluster(pulumi.ComponentResource):
                 access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]),
             ))
+        self.oidc_issuer_url: pulumi.Output[str] = self.eks.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
+        # No thumbprint_lists: optional in pulumi-aws v7. IAM verifies the issuer's TLS certificate
+        # against its library of trusted root CAs (EKS's issuer has an Amazon-issued certificate) and,
+        # when none is given, records the top intermediate CA's thumbprint itself; a pinned value
+        # could only go stale when the certificate chain rotates.
+        self.oidc_provider = aws.iam.OpenIdConnectProvider(
+            f"{name}-oidc", url=self.oidc_issuer_url, client_id_lists=[STS_AUDIENCE], opts=child
+        )
+        self.oidc_provider_arn = self.oidc_provider.arn
+        namespace, service_account = VPC_CNI_SERVICE_ACCOUNT
+        self.vpc_cni_role = ServiceAccountRole(
+            f"{name}-vpc-cni-irsa",
+            oidc_provider_arn=self.oidc_provider_arn,
+            oidc_issuer_url=self.oidc_issuer_url,
+            namespace=namespace,
+            service_account=service_account,
+            managed_policy_arns={"cni": VPC_CNI_POLICY},
+            opts=child,
+        )
+        # vpc-cni and kube-proxy are DaemonSets, healthy with zero nodes (terraform-aws-eks makes
+        # vpc-cni `before_compute` the same way), so they are made with the cluster and nodes can
+        # join a cluster whose networking is already managed. preserve: deleting the add-on
+        # resource must not tear pod networking out of a running cluster.
+        self.vpc_cni = aws.eks.Addon(
+            f"{name}-vpc-cni",
+            cluster_name=self.eks.name,
+            service_account_role_arn=self.vpc_cni_role.arn,
+            preserve=True,
+            # EKS enforces NetworkPolicy (team isolation) only with the CNI's policy agent on.
+            configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
+            **addon_args("vpc-cni"),
+            # The role's policy must be attached before aws-node starts using the role.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.vpc_cni_role]),
+        )
+        self.kube_proxy = aws.eks.Addon(
+            f"{name}-kube-proxy", cluster_name=self.eks.name, preserve=True, **addon_args("kube-proxy"), opts=child
+        )
+        # What node groups should depend on, so nodes start with the managed CNI and its IRSA role.
+        self.node_prerequisites: list[pulumi.Resource] = [self.vpc_cni, self.kube_proxy]
         self.cluster_name = self.eks.name
         self.endpoint = self.eks.endpoint
+        self.certificate_authority = self.eks.certificate_authority.data
+        self.cluster_security_group_id = self.eks.vpc_config.cluster_security_group_id
         self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(
             self.eks.name, self.eks.endpoint, self.eks.certificate_authority.data
         ).apply(lambda args: kubeconfig(args[0], args[1], args[2], region)))
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
-        self.register_outputs({"cluster_name": self.cluster_name, "endpoint": self.endpoint, "kubeconfig": self.kubeconfig})
+        self.register_outputs({
+            "cluster_name": self.cluster_name,
+            "endpoint": self.endpoint,
+            "certificate_authority": self.certificate_authority,
+            "oidc_provider_arn": self.oidc_provider_arn,
+            "oidc_issuer_url": self.oidc_issuer_url,
+            "kubeconfig": self.kubeconfig,
+            "cluster_security_group_id": self.cluster_security_group_id,
+        })

@@ -1,0 +1,162 @@
+"""The platform's storage: a KMS key, the four S3 buckets teams keep their data in, the Mountpoint
+for S3 CSI driver (read-only on datasets and models), the shared EFS file system with its
+`cloudml-shared` StorageClass, and the optional FSx for Lustre file system.
+
+The S3 parts are in `storage_s3`, the file systems in `storage_fs`; this module wires them into one
+component. Everything that holds data (the key, buckets, file systems) is protected per
+`protectStatefulResources` and retained on delete: removing it from the stack never deletes data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.errors import ConfigError
+from components.platform.irsa import ServiceAccountRole
+from components.platform.storage_fs import LustreFilesystem, SharedFilesystem, private_subnet_count
+from components.platform.storage_s3 import (
+    BUCKET_ROLES,
+    PlatformBucket,
+    bucket_name_problems,
+    bucket_prefix,
+    mountpoint_read_policy,
+    storage_key_policy,
+)
+from components.spec import PlatformSpec
+
+# The Mountpoint for S3 CSI driver's node service account (EKS user guide, Mountpoint add-on page).
+S3_CSI_SERVICE_ACCOUNT = ("kube-system", "s3-csi-driver-sa")
+# What the Mountpoint driver may read: training data and published models; never checkpoints or logs.
+MOUNTPOINT_BUCKETS = ("datasets", "models")
+
+
+class Storage(pulumi.ComponentResource):
+    """Creates `<name>-key` (KMS, rotating), for each of datasets, models, checkpoints and logs
+    `<name>-<role>` (an S3 bucket) with its `-public-access-block`, `-ownership`, `-encryption`,
+    `-policy`, `-lifecycle` (and `-versioning` for models), `<name>-s3-csi-irsa` (IRSA role of
+    kube-system/s3-csi-driver-sa, read-only on datasets and models) and `<name>-s3-csi` (the
+    aws-mountpoint-s3-csi-driver add-on). With `sharedFilesystem: efs`: the `SharedFilesystem`
+    children (`<name>-efs`, `-efs-sg`, `-efs-mount-<i>`, `-efs-csi-irsa`, `-efs-csi`,
+    `-efs-storage-class`). With `lustre.enabled`: the `LustreFilesystem` children (`<name>-lustre-sg`,
+    `<name>-lustre`, `<name>-lustre-datasets`).
+
+    `private_subnet_ids` is a list of subnet ids, or an Output of one whose length the network spec
+    gives (one subnet per AZ of a new VPC, or the listed subnets of an existing one). `vpc_cidr` must
+    be the VPC's real CIDR (look it up for an existing VPC). Add-ons and the StorageClass wait for
+    `after` (the node groups and the cluster admins' access).
+
+    Outputs: `buckets` (role -> bucket), `bucket_names`, `bucket_arns` (role -> Output),
+    `kms_key_arn`, `efs_id` (or None), `storage_class` ("cloudml-shared" or None), `lustre` (the
+    FSx for Lustre file system or None).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        spec: PlatformSpec,
+        *,
+        vpc_id: pulumi.Input[str],
+        vpc_cidr: pulumi.Input[str],
+        private_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]],
+        oidc_provider_arn: pulumi.Input[str],
+        oidc_issuer_url: pulumi.Input[str],
+        provider: k8s.Provider,
+        cluster_name: pulumi.Input[str],
+        after: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        problems = bucket_name_problems(spec)
+        if problems:
+            raise ConfigError(problems)
+        super().__init__("cloudml:platform:Storage", name, None, opts)
+        after = list(after)
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOptions(parent=self)
+        storage = spec.storage
+        lustre_enabled = storage.lustre.enabled
+
+        account_id = aws.get_caller_identity_output(opts=invoke).account_id
+        partition = aws.get_partition_output(opts=invoke)
+        region = aws.get_region_output(opts=invoke).region
+        lustre_prefix = bucket_prefix(spec.name, "datasets") if lustre_enabled else None
+        self.key = aws.kms.Key(
+            f"{name}-key",
+            description=f"Encryption at rest of the {spec.name} platform's buckets and file systems",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=pulumi.Output.all(account_id, partition.partition, region, partition.dns_suffix).apply(
+                lambda args: storage_key_policy(*args, lustre_bucket_prefix=lustre_prefix)
+            ),
+            # Deleting the key would make every retained bucket and file system unreadable.
+            opts=pulumi.ResourceOptions(parent=self, protect=spec.protect_stateful_resources, retain_on_delete=True),
+        )
+        self.kms_key_arn = self.key.arn
+
+        self.platform_buckets = {role: PlatformBucket(f"{name}-{role}", role, spec, self.key.arn, self) for role in BUCKET_ROLES}
+        self.buckets = {role: b.bucket for role, b in self.platform_buckets.items()}
+        self.bucket_names = {role: b.name for role, b in self.platform_buckets.items()}
+        self.bucket_arns = {role: b.arn for role, b in self.platform_buckets.items()}
+
+        namespace, service_account = S3_CSI_SERVICE_ACCOUNT
+        readable = [self.bucket_arns[role] for role in MOUNTPOINT_BUCKETS]
+        self.s3_csi_role = ServiceAccountRole(
+            f"{name}-s3-csi-irsa",
+            oidc_provider_arn=oidc_provider_arn,
+            oidc_issuer_url=oidc_issuer_url,
+            namespace=namespace,
+            service_account=service_account,
+            policy=pulumi.Output.all(self.key.arn, region, partition.dns_suffix, *readable).apply(
+                lambda args: mountpoint_read_policy(list(args[3:]), args[0], args[1], args[2])
+            ),
+            opts=child,
+        )
+        # addon_version unset: EKS installs the default version for the cluster's Kubernetes version.
+        self.s3_csi_driver = aws.eks.Addon(
+            f"{name}-s3-csi",
+            cluster_name=cluster_name,
+            addon_name="aws-mountpoint-s3-csi-driver",
+            service_account_role_arn=self.s3_csi_role.arn,
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            # The driver's controller is a Deployment (ACTIVE only with nodes); the role's policy
+            # must exist before the driver mounts anything.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, self.s3_csi_role]),
+        )
+
+        if isinstance(private_subnet_ids, (list, tuple)):
+            subnet_count = len(private_subnet_ids)
+            subnet_ids = pulumi.Output.all(*private_subnet_ids)
+        else:
+            subnet_count = private_subnet_count(spec.network)
+            subnet_ids = private_subnet_ids
+
+        self.shared: SharedFilesystem | None = None
+        if storage.shared_filesystem == "efs":
+            self.shared = SharedFilesystem(
+                name, spec, key_arn=self.key.arn, vpc_id=vpc_id, vpc_cidr=vpc_cidr, subnet_ids=subnet_ids,
+                subnet_count=subnet_count, oidc_provider_arn=oidc_provider_arn, oidc_issuer_url=oidc_issuer_url,
+                cluster_name=cluster_name, provider=provider, after=after, parent=self,
+            )
+        self.efs_id = self.shared.file_system.id if self.shared else None
+        self.storage_class = self.shared.storage_class if self.shared else None
+
+        self.lustre_filesystem: LustreFilesystem | None = None
+        if lustre_enabled:
+            self.lustre_filesystem = LustreFilesystem(
+                name, spec, key_arn=self.key.arn, vpc_id=vpc_id, vpc_cidr=vpc_cidr, subnet_ids=subnet_ids,
+                datasets_bucket=self.bucket_names["datasets"], after_key_policy=[self.key], parent=self,
+            )
+        self.lustre = self.lustre_filesystem.file_system if self.lustre_filesystem else None
+
+        self.register_outputs({
+            "bucket_names": self.bucket_names,
+            "bucket_arns": self.bucket_arns,
+            "kms_key_arn": self.kms_key_arn,
+            "efs_id": self.efs_id,
+            "storage_class": self.storage_class,
+            "lustre_id": self.lustre.id if self.lustre else None,
+        })

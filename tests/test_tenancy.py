@@ -1,0 +1,472 @@
+"""Team tenancy: the objects that fence a team in (namespace, quota, limit range, network policies),
+its IRSA role limited to the team's S3 prefixes, and its admins' namespace-scoped EKS access.
+
+Pure builders first (rendered objects, the S3 policy, the admin grouping), then the component's exact
+child contract under the plan's Pulumi mocks.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+
+import kubernetes_validate
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import pytest
+from conftest import run_components
+
+from components.platform import tenancy as tenancy_module
+from components.platform.cluster import principal_key
+from components.platform.irsa import trust_policy
+from components.platform.tenancy import (
+    BUCKET_ROLES,
+    EDIT_POLICY,
+    Tenancy,
+    service_account_metadata,
+    team_admin_namespaces,
+    team_s3_policy,
+    tenancy_objects,
+)
+from components.spec import load_platform
+
+KUBERNETES_VERSION = "1.31.0"
+PLATFORM_ADMIN = "arn:aws:iam::111122223333:role/platform-admins"
+VISION_LEAD = "arn:aws:iam::111122223333:role/vision-leads"
+SHARED_LEAD = "arn:aws:iam::111122223333:user/ml-lead"
+VPC_CIDR = "10.40.0.0/16"
+BUCKETS = {role: f"arn:aws:s3:::ml-x-{role}-a1b2c3" for role in BUCKET_ROLES}
+KMS_KEY = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+OIDC_PROVIDER = "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/ABC"
+OIDC_ISSUER = "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"
+
+CONFIG = {
+    "name": "ml-x",
+    "admins": [PLATFORM_ADMIN],
+    "gpuPools": [{"name": "a10g", "instanceTypes": ["g5.12xlarge"], "max": 4}],
+    "teams": {
+        "vision": {
+            "gpuQuota": 12, "cpuQuota": "48", "memoryQuota": "384Gi", "storageQuota": "1Ti", "loadBalancers": 1,
+            "defaultContainerCpu": "500m", "defaultContainerMemory": "1Gi",
+            # A platform admin listed as a team admin too: already cluster-admin, gets nothing more.
+            "admins": [VISION_LEAD, SHARED_LEAD, PLATFORM_ADMIN],
+        },
+        "nlp": {"gpuQuota": 0, "admins": [SHARED_LEAD]},
+    },
+}
+LABELS = {
+    "app.kubernetes.io/part-of": "cloudml",
+    "app.kubernetes.io/managed-by": "cloudml",
+    "app.kubernetes.io/component": "tenancy",
+    "app.kubernetes.io/name": "vision",
+    "app.kubernetes.io/instance": "ml-x-vision",
+    "cloudml.io/team": "vision",
+}
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_platform(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def objects(spec) -> dict[tuple[str, str], dict]:
+    rendered = tenancy_objects(spec, "vision", spec.teams["vision"], vpc_cidr=VPC_CIDR)
+    by_key = {(o["kind"], o["metadata"]["name"]): o for o in rendered}
+    assert len(by_key) == len(rendered), "two objects share a kind and name"
+    return by_key
+
+
+def policy_spec(objects, name: str) -> dict:
+    return objects[("NetworkPolicy", name)]["spec"]
+
+
+# --- rendered objects -------------------------------------------------------------------------
+
+
+def test_tenancy_objects_are_exactly_these(objects):
+    """A team's ConfigGroup holds its namespace, quota, limit range and six network policies, nothing else
+    (the service account is its own resource, see the component tests)."""
+    assert sorted(objects) == sorted([
+        ("Namespace", "team-vision"),
+        ("ResourceQuota", "vision-quota"),
+        ("LimitRange", "vision-container-defaults"),
+        ("NetworkPolicy", "default-deny"),
+        ("NetworkPolicy", "allow-dns"),
+        ("NetworkPolicy", "allow-same-namespace"),
+        ("NetworkPolicy", "allow-monitoring"),
+        ("NetworkPolicy", "allow-load-balancer"),
+        ("NetworkPolicy", "allow-https-egress"),
+    ])
+    for (kind, _), obj in objects.items():
+        if kind != "Namespace":
+            assert obj["metadata"]["namespace"] == "team-vision", kind
+        assert obj["metadata"]["labels"].items() >= LABELS.items(), kind
+
+
+def test_every_tenancy_object_is_valid_kubernetes_1_31(spec, objects):
+    """Each rendered object, and the service account the component creates, passes the official 1.31
+    OpenAPI schema in strict mode (an unknown or misspelt field fails)."""
+    service_account = {"apiVersion": "v1", "kind": "ServiceAccount",
+                       "metadata": service_account_metadata(spec.name, "vision", "arn:aws:iam::111122223333:role/x")}
+    for obj in [*objects.values(), service_account]:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_namespace_enforces_pod_security_restricted(objects):
+    """The namespace carries exactly the cloudml labels and Pod Security `restricted` in enforce, audit and warn."""
+    assert objects[("Namespace", "team-vision")]["metadata"]["labels"] == {
+        **LABELS,
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+    }
+
+
+def test_quota_keys_are_exact_and_gpus_are_quotad_by_request(objects):
+    """The quota limits GPUs by `requests.nvidia.com/gpu` (never the unenforced plain key), cpu and memory
+    requests and limits, storage, PVC count and LoadBalancer services; every value a string quantity."""
+    hard = objects[("ResourceQuota", "vision-quota")]["spec"]["hard"]
+    assert hard == {
+        "requests.nvidia.com/gpu": "12",
+        "requests.cpu": "48",
+        "limits.cpu": "48",
+        "requests.memory": "384Gi",
+        "limits.memory": "384Gi",
+        "requests.storage": "1Ti",
+        "count/persistentvolumeclaims": "100",
+        "services.loadbalancers": "1",
+    }
+    assert all(isinstance(v, str) for v in hard.values())
+
+
+def test_zero_gpu_quota_is_the_string_zero(spec):
+    """A CPU-only team gets a GPU quota of "0" (no GPUs), not a missing key (unlimited)."""
+    rendered = tenancy_objects(spec, "nlp", spec.teams["nlp"], vpc_cidr=VPC_CIDR)
+    quota = next(o for o in rendered if o["kind"] == "ResourceQuota")
+    assert quota["spec"]["hard"]["requests.nvidia.com/gpu"] == "0"
+
+
+def test_limit_range_gives_containers_the_tenant_defaults(objects):
+    """A container that sets no cpu/memory gets the tenant's defaultContainerCpu/Memory as request and limit,
+    so the quota (which covers requests and limits) admits it and counts it."""
+    assert objects[("LimitRange", "vision-container-defaults")]["spec"] == {"limits": [{
+        "type": "Container",
+        "default": {"cpu": "500m", "memory": "1Gi"},
+        "defaultRequest": {"cpu": "500m", "memory": "1Gi"},
+    }]}
+
+
+def test_default_deny_selects_every_pod_both_ways_with_no_rules(objects):
+    """The baseline: every pod of the namespace, ingress and egress, and no rule that allows anything."""
+    assert policy_spec(objects, "default-deny") == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+def test_dns_egress_only_to_kube_dns_on_port_53(objects):
+    """Pods may resolve names: egress to CoreDNS pods (k8s-app=kube-dns) in kube-system, UDP and TCP 53 only."""
+    assert policy_spec(objects, "allow-dns") == {
+        "podSelector": {},
+        "policyTypes": ["Egress"],
+        "egress": [{
+            "to": [{
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        }],
+    }
+
+
+def test_pods_of_the_namespace_reach_each_other(objects):
+    """Distributed training and TensorBoard: ingress from and egress to pods of the same namespace only
+    (a bare podSelector peer means this namespace)."""
+    assert policy_spec(objects, "allow-same-namespace") == {
+        "podSelector": {},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [{"from": [{"podSelector": {}}]}],
+        "egress": [{"to": [{"podSelector": {}}]}],
+    }
+
+
+def test_monitoring_namespace_may_scrape(objects):
+    """Prometheus scrapes: ingress from the `monitoring` namespace (by its immutable name label) only."""
+    assert policy_spec(objects, "allow-monitoring") == {
+        "podSelector": {},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}],
+    }
+
+
+def test_load_balancer_ingress_from_the_vpc_reaches_only_model_service_pods(objects):
+    """NLB traffic and health checks arrive from the VPC; pod IPs are VPC IPs too, so only model service
+    pods accept the VPC CIDR (other pods stay closed to other teams)."""
+    assert policy_spec(objects, "allow-load-balancer") == {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/component": "modelService"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"ipBlock": {"cidr": VPC_CIDR}}]}],
+    }
+
+
+def test_internet_facing_cidrs_join_the_load_balancer_sources():
+    """With internet-facing NLBs allowed, their accepted client CIDRs are also admitted to model services
+    (in case a service keeps the client IP); the rest of the namespace is unaffected."""
+    config = copy.deepcopy(CONFIG)
+    config["loadBalancing"] = {"allowInternetFacing": True, "internetFacingCidrs": ["203.0.113.0/24"]}
+    platform = load_platform(config)
+    rendered = tenancy_objects(platform, "vision", platform.teams["vision"], vpc_cidr=VPC_CIDR)
+    policy = next(o for o in rendered if o["metadata"]["name"] == "allow-load-balancer")
+    assert policy["spec"]["ingress"] == [{"from": [{"ipBlock": {"cidr": VPC_CIDR}}, {"ipBlock": {"cidr": "203.0.113.0/24"}}]}]
+
+
+def test_https_egress_anywhere_but_instance_metadata(objects):
+    """AWS APIs (S3, STS for IRSA, ECR): egress TCP 443 to 0.0.0.0/0 except 169.254.169.254/32; no other port."""
+    assert policy_spec(objects, "allow-https-egress") == {
+        "podSelector": {},
+        "policyTypes": ["Egress"],
+        "egress": [{
+            "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}],
+            "ports": [{"protocol": "TCP", "port": 443}],
+        }],
+    }
+
+
+# --- the S3 policy ----------------------------------------------------------------------------
+
+
+def statements(policy: str) -> dict[str, dict]:
+    return {s["Sid"]: s for s in json.loads(policy)["Statement"]}
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_s3_policy_reaches_only_the_team_prefix():
+    """Every statement allows, no resource is `*`, every object resource is `<bucket>/<team>/*` of a
+    platform bucket, listing is conditioned on the team's prefix, and the other team's name never appears."""
+    policy = team_s3_policy("vision", BUCKETS)
+    assert "nlp" not in policy
+    for statement in json.loads(policy)["Statement"]:
+        assert statement["Effect"] == "Allow"
+        for resource in as_list(statement["Resource"]):
+            assert "*" not in resource.removesuffix("/vision/*"), resource
+            assert resource in BUCKETS.values() or resource.removesuffix("/vision/*") in BUCKETS.values(), resource
+    listing = statements(policy)["ListTeamPrefix"]
+    assert listing["Action"] == "s3:ListBucket"
+    assert sorted(listing["Resource"]) == sorted(BUCKETS.values())
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["vision/", "vision/*"]}}
+
+
+def test_s3_prefix_condition_does_not_admit_a_team_whose_name_extends_this_one():
+    """StringLike with `vision/` and `vision/*` matches the team's own listings, not `vision2/` nor the
+    bucket root (fnmatch has the same `*` semantics here: team names hold no wildcard characters)."""
+    patterns = statements(team_s3_policy("vision", BUCKETS))["ListTeamPrefix"]["Condition"]["StringLike"]["s3:prefix"]
+
+    def allowed(prefix: str) -> bool:
+        return any(fnmatch.fnmatchcase(prefix, p) for p in patterns)
+
+    assert allowed("vision/") and allowed("vision/resnet/ckpt-3")
+    assert not allowed("vision2/") and not allowed("vision") and not allowed("") and not allowed("nlp/vision/")
+
+
+def test_s3_actions_per_bucket_role():
+    """checkpoints, logs, models: get, put, delete, abort multipart; datasets: get, put, abort (data-prep
+    jobs write datasets, workloads never delete them)."""
+    by_sid = statements(team_s3_policy("vision", BUCKETS))
+    assert set(by_sid) == {"ListTeamPrefix", "ReadWriteDeleteTeamObjects", "ReadWriteTeamDatasets"}
+    assert by_sid["ReadWriteDeleteTeamObjects"]["Action"] == [
+        "s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+    assert by_sid["ReadWriteDeleteTeamObjects"]["Resource"] == [
+        f"{BUCKETS[r]}/vision/*" for r in ("checkpoints", "logs", "models")]
+    assert by_sid["ReadWriteTeamDatasets"]["Action"] == ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"]
+    assert by_sid["ReadWriteTeamDatasets"]["Resource"] == [f"{BUCKETS['datasets']}/vision/*"]
+
+
+def test_kms_key_is_usable_only_through_s3_in_its_region():
+    """With the storage key: Decrypt and GenerateDataKey on that key alone, only via S3 in the key's region."""
+    by_sid = statements(team_s3_policy("vision", BUCKETS, KMS_KEY))
+    assert by_sid["UseStorageKeyThroughS3"] == {
+        "Sid": "UseStorageKeyThroughS3",
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "Resource": KMS_KEY,
+        "Condition": {"StringEquals": {"kms:ViaService": "s3.us-west-2.amazonaws.com"}},
+    }
+
+
+@pytest.mark.parametrize("key", ["*", "arn:aws:kms:us-west-2:111122223333:alias/storage", "arn:aws:s3:::bucket"])
+def test_kms_statement_refuses_anything_but_a_key_arn(key):
+    """A wildcard, an alias or another service's ARN as the storage key is a wiring bug: refuse it."""
+    with pytest.raises(ValueError, match="not the ARN of a KMS key"):
+        team_s3_policy("vision", BUCKETS, key)
+
+
+@pytest.mark.parametrize("buckets, message", [
+    ({**BUCKETS, "datasets": "arn:aws:s3:::*"}, "not the ARN of one S3 bucket"),
+    ({**BUCKETS, "logs": "arn:aws:s3:::logs/other-team"}, "not the ARN of one S3 bucket"),
+    ({k: v for k, v in BUCKETS.items() if k != "models"}, "must name exactly the buckets"),
+], ids=["wildcard", "prefix", "missing-role"])
+def test_s3_policy_refuses_bucket_arns_that_would_widen_or_miss_access(buckets, message):
+    """A wildcard or a path in a bucket ARN, or a missing bucket role, is a wiring bug: refuse it."""
+    with pytest.raises(ValueError, match=message):
+        team_s3_policy("vision", buckets)
+
+
+def test_admins_of_several_teams_get_one_entry_and_platform_admins_none(spec):
+    """One access entry per principal: a principal administering two teams gets both namespaces (EKS allows
+    one entry per principal and one association per policy); platform admins are skipped."""
+    assert team_admin_namespaces(spec) == {
+        SHARED_LEAD: ["team-nlp", "team-vision"],
+        VISION_LEAD: ["team-vision"],
+    }
+
+
+# --- the component under mocks ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(spec):
+    """Build Tenancy once (with recorded options of the objects whose options matter) and return
+    (resources by name, recorded options, resolved outputs)."""
+    options: dict[str, pulumi.ResourceOptions] = {}
+    outputs: dict = {}
+
+    def recording(cls):
+        class Recording(cls):
+            def __init__(self, resource_name, *args, opts=None, **kwargs):
+                options[resource_name] = opts
+                super().__init__(resource_name, *args, opts=opts, **kwargs)
+        return Recording
+
+    def build():
+        provider = k8s.Provider("k8s", kubeconfig="{}")
+        access = aws.iam.Role("access", assume_role_policy="{}")  # stands in for the cluster-admin association
+        tenancy = Tenancy(
+            "ml-x-tenancy", spec, provider, [access],
+            cluster_name="ml-x", oidc_provider_arn=OIDC_PROVIDER, oidc_issuer_url=OIDC_ISSUER,
+            bucket_arns=BUCKETS, vpc_cidr=VPC_CIDR, kms_key_arn=KMS_KEY,
+        )
+        for team, values in tenancy.teams.items():
+            pulumi.Output.from_input(values).apply(lambda v, team=team: outputs.__setitem__(team, v))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tenancy_module.aws.eks, "AccessPolicyAssociation", recording(aws.eks.AccessPolicyAssociation))
+        patch.setattr(tenancy_module.k8s.core.v1, "ServiceAccount", recording(k8s.core.v1.ServiceAccount))
+        resources = run_components(build)
+    return resources, options, outputs
+
+
+def test_component_children_are_exactly_these(built):
+    """Per team a ConfigGroup, an IRSA role (role + inline policy) and a ServiceAccount; per non-platform
+    admin principal one access entry and one Edit association; nothing else."""
+    resources, _, _ = built
+    got = {n: r["type"] for n, r in resources.items() if n not in ("k8s", "access")}
+    vision_lead, shared_lead = principal_key(VISION_LEAD), principal_key(SHARED_LEAD)
+    expected = {"ml-x-tenancy": "cloudml:platform:Tenancy"}
+    for team in ("vision", "nlp"):
+        expected |= {
+            f"ml-x-tenancy-{team}": "kubernetes:yaml/v2:ConfigGroup",
+            f"ml-x-tenancy-{team}-irsa": "cloudml:platform:ServiceAccountRole",
+            f"ml-x-tenancy-{team}-irsa-role": "aws:iam/role:Role",
+            f"ml-x-tenancy-{team}-irsa-policy": "aws:iam/rolePolicy:RolePolicy",
+            f"ml-x-tenancy-{team}-sa": "kubernetes:core/v1:ServiceAccount",
+        }
+    for key in (vision_lead, shared_lead):
+        expected |= {
+            f"ml-x-tenancy-admin-{key}": "aws:eks/accessEntry:AccessEntry",
+            f"ml-x-tenancy-admin-{key}-edit": "aws:eks/accessPolicyAssociation:AccessPolicyAssociation",
+        }
+    assert got == expected
+    tenancy_urn = resources["ml-x-tenancy"]["urn"]
+    for name in expected:
+        if name != "ml-x-tenancy" and "-irsa-" not in name:
+            assert resources[name]["parent"] == tenancy_urn, name
+
+
+def test_config_group_holds_the_rendered_objects_on_the_cluster_after_admin_access(spec, built):
+    """The group's objs are exactly the rendered tenancy objects; it uses the cluster's provider and waits
+    for the admins' access (there is no implicit creator-admin)."""
+    resources, _, _ = built
+    group = resources["ml-x-tenancy-vision"]
+    assert group["inputs"]["objs"] == tenancy_objects(spec, "vision", spec.teams["vision"], vpc_cidr=VPC_CIDR)
+    assert group["provider"].startswith(resources["k8s"]["urn"] + "::")
+    assert resources["access"]["urn"] in group["dependsOn"]
+
+
+def test_irsa_trust_is_pinned_to_the_team_workload_service_account(built):
+    """Only `system:serviceaccount:team-<team>:<team>-workloads` (with the STS audience) can assume a team's role."""
+    resources, _, _ = built
+    for team in ("vision", "nlp"):
+        trust = json.loads(resources[f"ml-x-tenancy-{team}-irsa-role"]["inputs"]["assumeRolePolicy"])
+        assert trust == json.loads(trust_policy(OIDC_PROVIDER, OIDC_ISSUER, f"team-{team}", f"{team}-workloads"))
+
+
+def test_irsa_inline_policy_is_the_team_s3_policy(built):
+    """Each role's inline policy is that team's S3 policy (with the storage key) and names no other team."""
+    resources, _, _ = built
+    for team, other in (("vision", "nlp"), ("nlp", "vision")):
+        policy = resources[f"ml-x-tenancy-{team}-irsa-policy"]["inputs"]["policy"]
+        assert json.loads(policy) == json.loads(team_s3_policy(team, BUCKETS, KMS_KEY))
+        assert f"/{other}/" not in policy and f"{other}/*" not in policy
+
+
+def test_service_account_is_annotated_with_the_team_role_and_adopts_the_old_group_child(built):
+    """The workload service account carries its role's ARN, goes to the cluster after its namespace's group,
+    and aliases the object earlier versions made inside the group (no delete-and-recreate on upgrade)."""
+    resources, options, _ = built
+    record = resources["ml-x-tenancy-vision-sa"]
+    metadata = record["inputs"]["metadata"]
+    assert metadata["name"] == "vision-workloads" and metadata["namespace"] == "team-vision"
+    assert metadata["labels"] == LABELS
+    annotation = metadata["annotations"]["eks.amazonaws.com/role-arn"]
+    assert annotation.startswith("arn:aws:iam::111122223333:role/ml-x-tenancy-vision-irsa-role"), annotation
+    assert record["provider"].startswith(resources["k8s"]["urn"] + "::")
+    assert resources["ml-x-tenancy-vision"]["urn"] in record["dependsOn"]
+    [alias] = options["ml-x-tenancy-vision-sa"].aliases
+    assert alias.name == "ml-x-tenancy-vision:team-vision/vision-workloads"
+    assert alias.parent.__class__.__name__ == "ConfigGroup"
+
+
+def test_admin_access_is_edit_scoped_to_the_team_namespaces(built):
+    """Team admins get a STANDARD access entry and AmazonEKSEditPolicy scoped to their namespaces only
+    (never `cluster`), after the entry exists, replaced delete-first (same association identity)."""
+    resources, options, _ = built
+    for principal, namespaces in ((VISION_LEAD, ["team-vision"]), (SHARED_LEAD, ["team-nlp", "team-vision"])):
+        key = principal_key(principal)
+        entry = resources[f"ml-x-tenancy-admin-{key}"]
+        association = resources[f"ml-x-tenancy-admin-{key}-edit"]
+        assert entry["inputs"] == {"clusterName": "ml-x", "principalArn": principal, "type": "STANDARD"}
+        assert association["inputs"] == {
+            "clusterName": "ml-x",
+            "principalArn": principal,
+            "policyArn": EDIT_POLICY,
+            "accessScope": {"type": "namespace", "namespaces": namespaces},
+        }
+        assert entry["urn"] in association["dependsOn"]
+        assert options[f"ml-x-tenancy-admin-{key}-edit"].delete_before_replace is True
+    assert not any(PLATFORM_ADMIN == r["inputs"].get("principalArn") for r in resources.values())
+
+
+def test_teams_output_names_namespace_service_account_quota_and_role(built):
+    """The `teams` output gives team stacks their namespace, service account, GPU quota and IRSA role ARN."""
+    resources, _, outputs = built
+    assert set(outputs) == {"vision", "nlp"}
+    for team, quota in (("vision", 12), ("nlp", 0)):
+        values = dict(outputs[team])
+        role_arn = values.pop("roleArn")
+        assert values == {"namespace": f"team-{team}", "serviceAccount": f"{team}-workloads", "gpuQuota": quota}
+        assert role_arn == resources[f"ml-x-tenancy-{team}-sa"]["inputs"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        assert role_arn.startswith(f"arn:aws:iam::111122223333:role/ml-x-tenancy-{team}-irsa-role")
+
+
+def test_missing_bucket_role_is_refused_before_anything_is_created(spec):
+    """Wiring Tenancy without one of the four bucket ARNs fails at construction, not with a half-made policy."""
+    def build():
+        Tenancy("t", spec, k8s.Provider("k8s", kubeconfig="{}"), [], cluster_name="ml-x", oidc_provider_arn=OIDC_PROVIDER,
+                oidc_issuer_url=OIDC_ISSUER, bucket_arns={k: v for k, v in BUCKETS.items() if k != "logs"}, vpc_cidr=VPC_CIDR)
+
+    with pytest.raises(Exception, match="must name exactly the buckets"):
+        run_components(build)
