@@ -410,3 +410,39 @@ def test_a_stack_name_that_is_a_path_deletes_nothing(tmp_path):
     assert result.code == 2
     assert '  - stack: is not a stack name (got "..")' in result.stderr
     assert keep.read_text() == "keep"
+
+
+def test_invalid_platform_stack_exits_2_naming_every_problem(tmp_path):
+    """The platform issue's invalid configs, all in one stack: mixed GPU counts, max < min, a quota larger
+    than capacity, a world-open endpoint without opt-in, an unknown GPU type — one run, exit 2, each named."""
+    config = sample_config("platform-dev")
+    platform = config["cloudml:platform"]
+    platform["endpoint"] = {"publicAccessCidrs": ["0.0.0.0/0"]}
+    platform["gpuPools"] = [
+        {"name": "mixed", "instanceTypes": ["g5.xlarge", "g5.12xlarge"], "max": 2},
+        {"name": "small", "instanceTypes": ["g6.xlarge"], "min": 3, "max": 1},
+        {"name": "typo", "instanceTypes": ["g9.xlarge"], "max": 1},
+    ]
+    write_stack(tmp_path, "platform-dev", config)
+    result = cli("platform-dev", "--stacks-dir", tmp_path, "--out", tmp_path / "out")
+    assert result.code == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert [line.split(". Fix: ")[0] for line in lines] == [
+        '  - cloudml:platform.endpoint.publicAccessCidrs: 0.0.0.0/0 opens the Kubernetes API to the whole internet (got ["0.0.0.0/0"])',
+        '  - cloudml:platform.gpuPools[0].instanceTypes: mixes GPU models or counts (g5.xlarge=1xa10g, g5.12xlarge=4xa10g) '
+        '(got ["g5.xlarge", "g5.12xlarge"])',
+        "  - cloudml:platform.gpuPools[1].max: is below min (3) (got 1)",
+        '  - cloudml:platform.gpuPools[2].instanceTypes: g9.xlarge is not a GPU instance type cloudml knows (got ["g9.xlarge"])',
+    ]
+
+
+def test_quota_larger_than_capacity_exits_2(tmp_path):
+    """A team quota no pool mix can supply is an error naming the team, the capacity and the fix."""
+    config = sample_config("platform-dev")
+    config["cloudml:platform"]["teams"]["vision"]["gpuQuota"] = 100
+    write_stack(tmp_path, "platform-dev", config)
+    result = cli("platform-dev", "--stacks-dir", tmp_path, "--out", tmp_path / "out")
+    assert result.code == 2
+    assert ("  - cloudml:platform.teams.vision.gpuQuota: is more than the 24 GPU(s) all GPU pools can supply at their "
+            "max size (got 100). Fix: lower the quota to 24 or less, or raise gpuPools[].max") in result.stderr
