@@ -455,7 +455,7 @@ def test_sample_team_vision_values_are_parsed():
     baseline, nightly, prep = spec.workloads
     assert baseline.active_deadline == 12 * 3600
     assert nightly.schedule == "0 3 * * *" and nightly.gpus == 4 and nightly.backoff_limit == 1
-    assert prep.gpus == 0 and prep.cpu == "4"
+    assert prep.gpus == 0 and prep.cpu == "2"
 
 
 def test_team_defaults_are_applied():
