@@ -116,3 +116,22 @@ def test_team_workload_config_groups_do_not_await_jobs(sample_plans):
     """A training Job is started by `pulumi up`, not awaited (Pulumi would fail the update after 10 minutes)."""
     groups = [r for r in sample_plans["team-vision"].resources if r["type"] == "kubernetes:yaml/v2:ConfigGroup"]
     assert groups and all(g["inputs"]["skipAwait"] is True for g in groups)
+
+
+def test_a_run_that_never_settles_is_made_again(monkeypatch):
+    """A hung mock run (a future nothing completes) is abandoned after the timeout and made once more."""
+    import asyncio
+
+    from cloudml import engine
+
+    monkeypatch.setenv("CLOUDML_PLAN_TIMEOUT", "1")
+    attempts = []
+
+    def program():
+        attempts.append(1)
+        if len(attempts) == 1:
+            return asyncio.get_event_loop().create_future()  # awaited by run_in_stack, never completed
+        return None
+
+    run = engine.run_program(load_stack_file(STACKS, "team-nlp"), program=program)
+    assert len(attempts) == 2 and run.registrations == []
