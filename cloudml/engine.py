@@ -55,9 +55,8 @@ def run_program(
     """Run the program for `stack` (or another program function: tests build single components
     this way); raise ConfigError for bad config, anything else for bugs.
 
-    Pulumi's mock runtime has, rarely, left a run waiting forever on a future nothing completes (seen
-    in long test sessions, not reproduced in isolation). A run is pure — mocks, no side effects — so a
-    run that does not settle within the timeout is abandoned and made once more, never hung on."""
+    A run that does not settle within the timeout (a future nothing completes) is abandoned and made
+    once more: a run is pure — mocks, no side effects — and CI must never hang on one."""
     timeout = float(os.environ.get("CLOUDML_PLAN_TIMEOUT", "60"))
     try:
         return _run_once(stack, stack_references, program, timeout)
@@ -92,6 +91,10 @@ def _run_once(stack: StackFile, stack_references, program: Callable[[], None], t
             pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack.name, preview=True, monitor=monitor, logger=logger)
         finally:
             pulumi_settings.ROOT.reset(placeholder)
+        # The set of Output tasks Pulumi waits for before a run ends survives set_mocks (MockSettings
+        # does not renew it). Tasks left from an earlier run belong to that run's closed loop, and
+        # waiting on them fails ("Event loop is closed") or never ends: each run starts empty.
+        pulumi_settings.SETTINGS.outputs = set()
         pulumi.runtime.set_all_config(stack.pulumi_config(), stack.secret_keys)
         try:
             loop.run_until_complete(asyncio.wait_for(run_in_stack(program), timeout))
@@ -105,6 +108,7 @@ def _run_once(stack: StackFile, stack_references, program: Callable[[], None], t
             raise config_error from None
         raise
     finally:
+        pulumi_settings.SETTINGS.outputs = set()
         _close_worker_loops(executor)
         executor.shutdown(wait=True)
         asyncio.set_event_loop(None)

@@ -117,6 +117,10 @@ class EndpointSpec(Model):
     public_access_cidrs: list[Cidr] = Field(
         default_factory=list, description="CIDRs allowed to reach a public endpoint. Empty (default): private endpoint only."
     )
+    private_access_cidrs: list[Cidr] = Field(
+        default_factory=list,
+        description="Networks outside the cluster (VPN, peered VPCs, CI runners) allowed to reach the private endpoint on 443.",
+    )
 
     @field_validator("public_access_cidrs")
     @classmethod
@@ -588,14 +592,25 @@ def platform_problems(spec: PlatformSpec) -> list[ConfigProblem]:
 
 def platform_warnings(spec: PlatformSpec) -> list[str]:
     """Things that are allowed but worth a look."""
+    warnings = []
     total = sum(t.gpu_quota for t in spec.teams.values())
     capacity = spec.pool_capacity_gpus()
     if total > capacity:
-        return [
+        warnings.append(
             f"{PLATFORM_KEY}.teams: the GPU quotas add up to {total}, {total - capacity} more than the {capacity} "
             "GPU(s) the pools reach at max size; teams may wait for GPUs when all use their quota at once"
-        ]
-    return []
+        )
+    if not spec.endpoint.public_access_cidrs and not spec.endpoint.private_access_cidrs:
+        warnings.append(
+            f"{PLATFORM_KEY}.endpoint: nothing outside the cluster can reach the Kubernetes API (private endpoint, no "
+            "privateAccessCidrs); run `pulumi up` from inside the VPC, or list your VPN/CI networks in privateAccessCidrs"
+        )
+    if spec.storage.lustre.enabled:
+        warnings.append(
+            f"{PLATFORM_KEY}.storage.lustre: the file system is created, but pods cannot mount it yet (no FSx CSI driver "
+            "in this version) and its link imports the whole datasets bucket, every team's prefix"
+        )
+    return warnings
 
 
 def team_problems(spec: TeamSpec) -> list[ConfigProblem]:

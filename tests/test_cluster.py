@@ -33,6 +33,7 @@ CLUSTER_PARENT = {
     "c-vpc-cni": ("aws:eks/addon:Addon", "c"),
     "c-kube-proxy": ("aws:eks/addon:Addon", "c"),
     "c-k8s": ("pulumi:providers:kubernetes", "c"),
+    "c-api-from-0": ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "c"),  # privateAccessCidrs
 }
 ADDONS_PARENT = {
     "a-coredns": ("aws:eks/addon:Addon", "a"),
@@ -210,3 +211,13 @@ def test_cluster_outputs(planned):
     assert outputs["oidc_issuer_url"].startswith("https://oidc.eks.us-west-2.amazonaws.com/id/")
     assert outputs["oidc_provider_arn"].startswith("arn:aws:iam:")
     assert resources["c-k8s"]["inputs"]["kubeconfig"] == "[secret]"
+
+
+def test_private_endpoint_admits_only_the_listed_networks_on_443(planned):
+    """The sample's privateAccessCidrs (10.0.0.0/8) get TCP 443 on the cluster security group, and the
+    Kubernetes objects wait for that rule (it is part of what the provider needs to reach the API)."""
+    resources, _ = planned
+    rule = resources["c-api-from-0"]["inputs"]
+    assert (rule["cidrIpv4"], rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("10.0.0.0/8", "tcp", 443, 443)
+    assert rule["securityGroupId"].startswith("sg-")
+    assert resources["c-api-from-0"]["urn"] in resources["a-storage-classes"]["dependsOn"]

@@ -44,3 +44,15 @@ def test_service_account_role_creates_role_inline_policy_and_attachments():
     assert json.loads(role["inputs"]["assumeRolePolicy"]) == json.loads(trust_policy(PROVIDER, ISSUER, "kube-system", "cluster-autoscaler"))
     assert json.loads(resources["ca-policy"]["inputs"]["policy"]) == json.loads(inline)
     assert resources["ca-ebs"]["inputs"]["policyArn"] == "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
+
+
+def test_role_name_prefix_fits_iam_limits_for_the_longest_names():
+    """IAM names stop at 64 and prefixes at 38: the longest platform (32) and team (24) names still fit,
+    and two long names that share their first 28 characters stay distinct."""
+    from components.platform.irsa import role_name_prefix
+
+    long_a = f"{'p' * 32}-tenancy-{'t' * 24}-irsa-role"
+    long_b = f"{'p' * 32}-tenancy-{'t' * 23}u-irsa-role"
+    assert len(role_name_prefix(long_a)) <= 38 and len(role_name_prefix(long_b)) <= 38
+    assert role_name_prefix(long_a) != role_name_prefix(long_b)
+    assert role_name_prefix("ca-role") == "ca-role-"

@@ -26,6 +26,7 @@ KEYS = ("admins, autoscaling, endpoint, gpuPools, kubernetesVersion, loadBalanci
         "protectStatefulResources, storage, systemPool, teams")
 WEBHOOK = "https://hooks.slack.com/services/T0000/B0000/XXXXSECRETXXXX"
 ADMINS = ["arn:aws:iam::111122223333:role/platform-admins"]
+REACHABLE = {"privateAccessCidrs": ["10.0.0.0/8"]}  # a VPN network: no reachability warning
 
 
 def platform(**changes) -> dict:
@@ -386,7 +387,7 @@ def test_time_slicing_multiplies_schedulable_gpus():
 
 def test_oversubscription_is_a_warning_with_exact_text():
     """Quotas that each fit but together exceed capacity load fine and produce one pinned warning."""
-    spec = load_platform(platform(teams={"vision": {"gpuQuota": 16}, "nlp": {"gpuQuota": 12}}))
+    spec = load_platform(platform(teams={"vision": {"gpuQuota": 16}, "nlp": {"gpuQuota": 12}}, endpoint=REACHABLE))
     assert platform_warnings(spec) == [
         "cloudml:platform.teams: the GPU quotas add up to 28, 12 more than the 16 GPU(s) the pools reach at max size; "
         "teams may wait for GPUs when all use their quota at once"
@@ -395,5 +396,14 @@ def test_oversubscription_is_a_warning_with_exact_text():
 
 def test_quotas_equal_to_capacity_do_not_warn():
     """Exactly full capacity is not oversubscribed."""
-    spec = load_platform(platform(teams={"vision": {"gpuQuota": 10}, "nlp": {"gpuQuota": 6}}))
+    spec = load_platform(platform(teams={"vision": {"gpuQuota": 10}, "nlp": {"gpuQuota": 6}}, endpoint=REACHABLE))
     assert platform_warnings(spec) == []
+
+
+def test_unreachable_private_endpoint_warns():
+    """A private endpoint with no privateAccessCidrs is allowed (run from inside the VPC) but warned about."""
+    spec = load_platform(platform())
+    assert platform_warnings(spec) == [
+        "cloudml:platform.endpoint: nothing outside the cluster can reach the Kubernetes API (private endpoint, no "
+        "privateAccessCidrs); run `pulumi up` from inside the VPC, or list your VPN/CI networks in privateAccessCidrs"
+    ]

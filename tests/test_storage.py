@@ -248,11 +248,13 @@ def test_data_holders_protected_and_retained_by_default(default):
 
 
 def test_protection_follows_spec_but_retention_stays(lustre):
-    """protectStatefulResources: false lifts `protect` from the key, buckets and Lustre file system,
-    but they are still retained on delete (data is never deleted by the stack)."""
+    """protectStatefulResources: false lifts `protect` from the key and buckets, which are still retained
+    on delete (data is never deleted by the stack); the Lustre file system is then deleted with the stack,
+    since a retained one would keep its network interfaces in the stack's subnets and block the VPC."""
     resources, _ = lustre
-    holders = ["s-key", *(f"s-{r}" for r in ROLES), "s-lustre"]
+    holders = ["s-key", *(f"s-{r}" for r in ROLES)]
     assert _flags(resources, holders) == {n: (False, True) for n in holders}
+    assert _flags(resources, ["s-lustre"]) == {"s-lustre": (False, False)}
 
 
 def test_bucket_prefix_fits_s3_limit_and_keeps_the_role():

@@ -47,7 +47,7 @@ class Platform(pulumi.ComponentResource):
         self.cluster = Cluster(f"{name}-cluster", spec, subnets, region, opts=child)
         cluster = self.cluster
         self.nodes = NodePools(f"{name}-nodes", spec, cluster.cluster_name, subnets, opts=child,
-                               node_dependencies=cluster.node_prerequisites)
+                               node_dependencies=[*cluster.node_prerequisites, *self.network.egress_ready])
         # Kubernetes objects and in-cluster controllers need a node to run on and the admins' access.
         ready = [self.nodes.system, *cluster.admin_access]
         self.cluster_addons = ClusterAddons(f"{name}-cluster-addons", cluster, after=[self.nodes.system], opts=child)
@@ -61,8 +61,12 @@ class Platform(pulumi.ComponentResource):
             f"{name}-addons", spec, provider=cluster.provider, cluster_name=cluster.cluster_name, region=region,
             vpc_id=self.network.vpc_id, after=[*ready, self.cluster_addons.coredns], opts=child, **irsa,
         )
+        # Team namespaces come after the controllers that clean up what teams create (load balancers,
+        # volumes, KEDA finalizers), so on destroy they go first, while those controllers still run.
+        controllers = [self.addons.lb_controller, self.addons.keda, self.storage.s3_csi_driver,
+                       *([self.storage.shared.csi_driver] if self.storage.shared else []), *self.nodes.all_node_groups]
         self.tenancy = Tenancy(
-            f"{name}-tenancy", spec, cluster.provider, cluster.admin_access, cluster_name=cluster.cluster_name,
+            f"{name}-tenancy", spec, cluster.provider, [*cluster.admin_access, *controllers], cluster_name=cluster.cluster_name,
             bucket_arns=self.storage.bucket_arns, kms_key_arn=self.storage.kms_key_arn,
             vpc_cidr=self.network.vpc_cidr, opts=child, **irsa,
         )

@@ -189,6 +189,22 @@ class Cluster(pulumi.ComponentResource):
         self.endpoint = self.eks.endpoint
         self.certificate_authority = self.eks.certificate_authority.data
         self.cluster_security_group_id = self.eks.vpc_config.cluster_security_group_id
+        # The private endpoint's interfaces carry only the cluster security group, which admits the
+        # cluster itself: networks that run `pulumi up` or kubectl (VPN, CI) must be let in on 443.
+        self.api_access = [
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-api-from-{i}",
+                security_group_id=self.cluster_security_group_id,
+                cidr_ipv4=str(cidr),
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                description="Kubernetes API from an allowed network (endpoint.privateAccessCidrs)",
+                opts=child,
+            )
+            for i, cidr in enumerate(spec.endpoint.private_access_cidrs)
+        ]
+        self.admin_access.extend(self.api_access)
         self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(
             self.eks.name, self.eks.endpoint, self.eks.certificate_authority.data
         ).apply(lambda args: kubeconfig(args[0], args[1], args[2], region)))

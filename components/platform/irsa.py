@@ -8,6 +8,7 @@ cluster — not even one in the same namespace — can assume the role.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pulumi
@@ -17,6 +18,14 @@ import pulumi_aws as aws
 def issuer_host(issuer_url: str) -> str:
     """`https://oidc.eks.<region>.amazonaws.com/id/X` -> `oidc.eks.<region>.amazonaws.com/id/X`."""
     return issuer_url.removeprefix("https://")
+
+
+def role_name_prefix(logical_name: str) -> str:
+    """A name prefix of at most 38 characters (IAM's limit) that stays recognizable and unique."""
+    if len(logical_name) + 1 <= 38:
+        return f"{logical_name}-"
+    digest = hashlib.sha256(logical_name.encode()).hexdigest()[:8]
+    return f"{logical_name[:28]}-{digest}-"
 
 
 def trust_policy(provider_arn: str, issuer_url: str, namespace: str, service_account: str) -> str:
@@ -62,6 +71,9 @@ class ServiceAccountRole(pulumi.ComponentResource):
         )
         self.role = aws.iam.Role(
             f"{name}-role",
+            # IAM role names stop at 64 characters; AWS completes a prefix of at most 38 with a
+            # unique suffix, so long platform and team names still make valid role names.
+            name_prefix=role_name_prefix(f"{name}-role"),
             assume_role_policy=assume,
             description=f"IRSA role of service account {namespace}/{service_account}",
             opts=child,

@@ -108,6 +108,9 @@ class Network(pulumi.ComponentResource):
         self.public_route_table: aws.ec2.RouteTable | None = None
         self.private_route_tables: list[aws.ec2.RouteTable] = []
         self.s3_endpoint: aws.ec2.VpcEndpoint | None = None
+        # The private subnets' way out (routes to NAT): nodes need it to pull images and join, and
+        # the controllers that clean up AWS objects on destroy need it until they are gone.
+        self.egress_ready: list[pulumi.Resource] = []
         if spec.vpc_id is not None:
             self.vpc_id: pulumi.Output[str] = pulumi.Output.from_input(spec.vpc_id)
             self.vpc_cidr: pulumi.Output[str] = aws.ec2.get_vpc_output(
@@ -201,9 +204,10 @@ class Network(pulumi.ComponentResource):
             rt = aws.ec2.RouteTable(
                 f"{name}-private-rt-{i}", vpc_id=vpc.id, tags={"Name": f"{cluster_name}-private-{i}"}, opts=child)
             nat = self.nat_gateways[i if spec.nat_gateways == "perAz" else 0]
-            aws.ec2.Route(f"{name}-private-default-route-{i}", route_table_id=rt.id,
-                          destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.id, opts=child)
-            aws.ec2.RouteTableAssociation(f"{name}-private-rta-{i}", subnet_id=private.id, route_table_id=rt.id, opts=child)
+            self.egress_ready.append(aws.ec2.Route(f"{name}-private-default-route-{i}", route_table_id=rt.id,
+                                                   destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.id, opts=child))
+            self.egress_ready.append(aws.ec2.RouteTableAssociation(
+                f"{name}-private-rta-{i}", subnet_id=private.id, route_table_id=rt.id, opts=child))
             self.private_route_tables.append(rt)
 
         # S3 gateway endpoint: free, and keeps dataset/checkpoint (and ECR layer) traffic off the

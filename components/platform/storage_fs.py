@@ -161,7 +161,7 @@ class SharedFilesystem:
             objs=self.file_system.id.apply(lambda fs_id: shared_storage_class_objects(spec.name, fs_id)),
             # A claim is only worth making once the driver can provision it and nodes can mount it.
             opts=pulumi.ResourceOptions(
-                parent=parent, provider=provider, depends_on=[*after, self.csi_driver, *self.mount_targets]
+                parent=parent, provider=provider, depends_on=[*after, self.csi_driver, *self.mount_targets, *self.rules]
             ),
         )
 
@@ -195,7 +195,10 @@ class LustreFilesystem:
             tags={"Name": f"{spec.name}-lustre", "cloudml.io/platform": spec.name},
             # The rules must be in place first: FSx refuses a security group without Lustre's ports.
             opts=pulumi.ResourceOptions(
-                parent=parent, protect=spec.protect_stateful_resources, retain_on_delete=True, depends_on=self.rules
+                # Retained only when protected: a retained file system keeps its network interfaces
+                # in this stack's subnets and would block the VPC's deletion on a throwaway stack.
+                parent=parent, protect=spec.protect_stateful_resources, retain_on_delete=spec.protect_stateful_resources,
+                depends_on=self.rules
             ),
         )
         # One-way: S3 stays the source of truth for datasets. New, changed and deleted objects are
