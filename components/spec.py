@@ -41,7 +41,8 @@ from components.fieldtypes import (
 
 PLATFORM_KEY = "cloudml:platform"
 TEAM_KEY = "cloudml:team"
-SUPPORTED_KUBERNETES_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33")
+# 1.30+: the admission guard on team load balancers is a ValidatingAdmissionPolicy (v1 since 1.30).
+SUPPORTED_KUBERNETES_VERSIONS = ("1.30", "1.31", "1.32", "1.33")
 MAX_NODES_PER_GROUP = 450  # EKS managed node group quota (nodes per group)
 
 ClusterName = Annotated[str, dns_label(32, "platform name")]

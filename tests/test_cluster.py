@@ -221,3 +221,16 @@ def test_private_endpoint_admits_only_the_listed_networks_on_443(planned):
     assert (rule["cidrIpv4"], rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("10.0.0.0/8", "tcp", 443, 443)
     assert rule["securityGroupId"].startswith("sg-")
     assert resources["c-api-from-0"]["urn"] in resources["a-storage-classes"]["dependsOn"]
+
+
+def test_kubeconfig_uses_the_stacks_aws_profile_when_set():
+    """With aws:profile set, `aws eks get-token` runs as that profile (the principal listed in admins);
+    without it, the environment's credentials as usual."""
+    import json
+
+    from components.platform.cluster import kubeconfig
+
+    with_profile = json.loads(kubeconfig("c", "https://x", "Q0E=", "us-west-2", "platform-admin"))
+    assert with_profile["users"][0]["user"]["exec"]["env"] == [{"name": "AWS_PROFILE", "value": "platform-admin"}]
+    without = json.loads(kubeconfig("c", "https://x", "Q0E=", "us-west-2"))
+    assert "env" not in without["users"][0]["user"]["exec"]

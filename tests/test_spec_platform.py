@@ -94,8 +94,8 @@ ROWS = [
     ),
     pytest.param(
         platform(kubernetesVersion="1.20"),
-        ["cloudml:platform.kubernetesVersion: input should be '1.29', '1.30', '1.31', '1.32' or '1.33' (got \"1.20\"). "
-         "Fix: use one of '1.29', '1.30', '1.31', '1.32' or '1.33'"],
+        ["cloudml:platform.kubernetesVersion: input should be '1.30', '1.31', '1.32' or '1.33' (got \"1.20\"). "
+         "Fix: use one of '1.30', '1.31', '1.32' or '1.33'"],
         id="unsupported-kubernetes-version",
     ),
     pytest.param(

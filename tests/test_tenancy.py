@@ -66,6 +66,10 @@ LABELS = {
 }
 
 
+# The load balancer reaches model-service pods only on TF Serving's gRPC and REST ports.
+SERVING_PORTS = [{"protocol": "TCP", "port": 8500}, {"protocol": "TCP", "port": 8501}]
+
+
 @pytest.fixture(scope="module")
 def spec():
     return load_platform(CONFIG)
@@ -206,7 +210,7 @@ def test_load_balancer_ingress_from_the_vpc_reaches_only_model_service_pods(obje
     assert policy_spec(objects, "allow-load-balancer") == {
         "podSelector": {"matchLabels": {"app.kubernetes.io/component": "modelService"}},
         "policyTypes": ["Ingress"],
-        "ingress": [{"from": [{"ipBlock": {"cidr": VPC_CIDR}}]}],
+        "ingress": [{"from": [{"ipBlock": {"cidr": VPC_CIDR}}], "ports": SERVING_PORTS}],
     }
 
 
@@ -218,7 +222,8 @@ def test_internet_facing_cidrs_join_the_load_balancer_sources():
     platform = load_platform(config)
     rendered = tenancy_objects(platform, "vision", platform.teams["vision"], vpc_cidr=VPC_CIDR)
     policy = next(o for o in rendered if o["metadata"]["name"] == "allow-load-balancer")
-    assert policy["spec"]["ingress"] == [{"from": [{"ipBlock": {"cidr": VPC_CIDR}}, {"ipBlock": {"cidr": "203.0.113.0/24"}}]}]
+    assert policy["spec"]["ingress"] == [
+        {"from": [{"ipBlock": {"cidr": VPC_CIDR}}, {"ipBlock": {"cidr": "203.0.113.0/24"}}], "ports": SERVING_PORTS}]
 
 
 def test_https_egress_anywhere_but_instance_metadata(objects):
@@ -365,7 +370,7 @@ def test_component_children_are_exactly_these(built):
     resources, _, _ = built
     got = {n: r["type"] for n, r in resources.items() if n not in ("k8s", "access")}
     vision_lead, shared_lead = principal_key(VISION_LEAD), principal_key(SHARED_LEAD)
-    expected = {"ml-x-tenancy": "cloudml:platform:Tenancy"}
+    expected = {"ml-x-tenancy": "cloudml:platform:Tenancy", "ml-x-tenancy-guards": "kubernetes:yaml/v2:ConfigGroup"}
     for team in ("vision", "nlp"):
         expected |= {
             f"ml-x-tenancy-{team}": "kubernetes:yaml/v2:ConfigGroup",
@@ -470,3 +475,34 @@ def test_missing_bucket_role_is_refused_before_anything_is_created(spec):
 
     with pytest.raises(Exception, match="must name exactly the buckets"):
         run_components(build)
+
+
+def test_load_balancer_guard_denies_internet_facing_when_not_allowed():
+    """Team admins can create Services, so the API server itself refuses internet-facing schemes in team
+    namespaces (a ValidatingAdmissionPolicy bound to namespaces labelled cloudml.io/team)."""
+    import kubernetes_validate
+
+    from components.platform.tenancy import guard_objects
+    from components.spec import load_platform
+
+    policy, binding = guard_objects(load_platform({"name": "ml", "admins": ["arn:aws:iam::111122223333:role/a"]}))
+    for obj in (policy, binding):
+        kubernetes_validate.validate(obj, "1.31.0", strict=True)
+    assert [v["expression"] for v in policy["spec"]["validations"]] == ["!variables.internetFacing"]
+    scheme_check = policy["spec"]["variables"][1]["expression"]
+    assert "service.beta.kubernetes.io/aws-load-balancer-scheme" in scheme_check and "alb.ingress.kubernetes.io/scheme" in scheme_check
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchExpressions": [{"key": "cloudml.io/team", "operator": "Exists"}]}
+
+
+def test_load_balancer_guard_allows_only_the_platform_cidrs_when_internet_facing_is_allowed():
+    """With the opt-in, an internet-facing Service must list source ranges, all among internetFacingCidrs."""
+    from components.platform.tenancy import guard_objects
+    from components.spec import load_platform
+
+    policy, _ = guard_objects(load_platform({
+        "name": "ml", "admins": ["arn:aws:iam::111122223333:role/a"],
+        "loadBalancing": {"allowInternetFacing": True, "internetFacingCidrs": ["203.0.113.0/24"]}}))
+    [validation] = policy["spec"]["validations"]
+    assert validation["expression"].endswith('object.spec.loadBalancerSourceRanges.all(r, r in ["203.0.113.0/24"]))')

@@ -55,8 +55,16 @@ def principal_key(arn: str) -> str:
     return f"{last}-{hashlib.sha256(arn.encode()).hexdigest()[:8]}"
 
 
-def kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str) -> str:
-    """A kubeconfig that authenticates with `aws eks get-token` (no long-lived credentials)."""
+def kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str, aws_profile: str | None = None) -> str:
+    """A kubeconfig that authenticates with `aws eks get-token` (no long-lived credentials), as the
+    stack's AWS profile when it sets one, so Kubernetes sees the principal that is in `admins`."""
+    exec_config: dict = {
+        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "command": "aws",
+        "args": ["eks", "get-token", "--cluster-name", cluster_name, "--region", region, "--output", "json"],
+    }
+    if aws_profile:
+        exec_config["env"] = [{"name": "AWS_PROFILE", "value": aws_profile}]
     return json.dumps({
         "apiVersion": "v1",
         "kind": "Config",
@@ -65,11 +73,7 @@ def kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str) -> s
         "current-context": cluster_name,
         "users": [{
             "name": cluster_name,
-            "user": {"exec": {
-                "apiVersion": "client.authentication.k8s.io/v1beta1",
-                "command": "aws",
-                "args": ["eks", "get-token", "--cluster-name", cluster_name, "--region", region, "--output", "json"],
-            }},
+            "user": {"exec": exec_config},
         }],
     }, sort_keys=True)
 
@@ -207,7 +211,7 @@ class Cluster(pulumi.ComponentResource):
         self.admin_access.extend(self.api_access)
         self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(
             self.eks.name, self.eks.endpoint, self.eks.certificate_authority.data
-        ).apply(lambda args: kubeconfig(args[0], args[1], args[2], region)))
+        ).apply(lambda args: kubeconfig(args[0], args[1], args[2], region, pulumi.Config("aws").get("profile"))))
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
         self.register_outputs({
             "cluster_name": self.cluster_name,

@@ -36,6 +36,8 @@ BUCKET_ROLES = ("datasets", "models", "checkpoints", "logs")
 READ_WRITE_DELETE_ROLES = ("checkpoints", "logs", "models")
 # Prometheus (kube-prometheus-stack) runs here; its scrapes must reach team pods.
 MONITORING_NAMESPACE = "monitoring"
+# TF Serving's gRPC and REST ports: what a model service exposes through its load balancer.
+SERVING_PORTS = (8500, 8501)
 # CoreDNS of EKS: Deployment `coredns` in kube-system, pods labelled k8s-app=kube-dns.
 DNS_NAMESPACE = "kube-system"
 DNS_POD_LABELS = {"k8s-app": "kube-dns"}
@@ -73,6 +75,19 @@ def load_balancer_cidrs(platform: PlatformSpec, vpc_cidr: str) -> list[str]:
     return cidrs
 
 
+def guard_objects(platform: PlatformSpec) -> list[dict]:
+    """The cluster-wide admission guard on team namespaces' load balancers (see the template)."""
+    labels = {"app.kubernetes.io/part-of": "cloudml", "app.kubernetes.io/managed-by": "cloudml",
+              "app.kubernetes.io/component": "tenancy", "app.kubernetes.io/name": "load-balancer-guard",
+              "app.kubernetes.io/instance": f"{platform.name}-load-balancer-guard"}
+    return render_template(
+        "tenancy/load-balancer-guard.yaml.j2",
+        labels=labels,
+        allow_internet_facing=platform.load_balancing.allow_internet_facing,
+        allowed_cidrs=[str(c) for c in platform.load_balancing.internet_facing_cidrs],
+    )
+
+
 def tenancy_objects(platform: PlatformSpec, team: str, tenant: TenantSpec, *, vpc_cidr: str) -> list[dict]:
     """The Kubernetes objects that make `team` a tenant: namespace, quota, limit range, network policies."""
     values = {
@@ -91,6 +106,7 @@ def tenancy_objects(platform: PlatformSpec, team: str, tenant: TenantSpec, *, vp
             monitoring_namespace=MONITORING_NAMESPACE,
             load_balancer_pod_labels=LOAD_BALANCER_POD_LABELS,
             load_balancer_cidrs=load_balancer_cidrs(platform, vpc_cidr),
+            load_balancer_ports=SERVING_PORTS,
             metadata_cidr=INSTANCE_METADATA_CIDR,
         ),
     ]
@@ -213,6 +229,10 @@ class Tenancy(pulumi.ComponentResource):
         _check_bucket_roles(bucket_arns)  # before anything exists
         super().__init__("cloudml:platform:Tenancy", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        self.guards = k8s.yaml.v2.ConfigGroup(
+            f"{name}-guards", objs=guard_objects(spec),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=list(cluster_access)),
+        )
         self.groups: dict[str, k8s.yaml.v2.ConfigGroup] = {}
         self.roles: dict[str, ServiceAccountRole] = {}
         self.service_accounts: dict[str, k8s.core.v1.ServiceAccount] = {}

@@ -43,7 +43,6 @@ _AUTOSCALER_REPO = "https://kubernetes.github.io/autoscaler"
 # kubernetes/autoscaler README maps 1.29 -> chart 9.35.0+, 1.30 -> 9.37.0+, 1.31 -> 9.38.0+,
 # 1.32 -> 9.45.0+, 1.33 -> 9.47.0+; each pin below deploys that minor's app version.
 CLUSTER_AUTOSCALER: dict[str, HelmChart] = {
-    "1.29": HelmChart("cluster-autoscaler", "9.35.0", _AUTOSCALER_REPO, "1.29.0"),
     "1.30": HelmChart("cluster-autoscaler", "9.37.0", _AUTOSCALER_REPO, "1.30.0"),
     "1.31": HelmChart("cluster-autoscaler", "9.38.0", _AUTOSCALER_REPO, "1.31.0"),
     "1.32": HelmChart("cluster-autoscaler", "9.46.6", _AUTOSCALER_REPO, "1.32.0"),
@@ -54,7 +53,6 @@ _KEDA_REPO = "https://kedacore.github.io/charts"
 # KEDA (chart version = app version), the newest release tested on each minor (keda.sh "Cluster"
 # docs: 2.16 -> 1.29-1.31, 2.17 -> 1.30-1.32, 2.18 -> 1.31-1.33). All serve keda.sh/v1alpha1.
 KEDA: dict[str, HelmChart] = {
-    "1.29": HelmChart("keda", "2.16.1", _KEDA_REPO, "2.16.1"),
     "1.30": HelmChart("keda", "2.17.2", _KEDA_REPO, "2.17.2"),
     "1.31": HelmChart("keda", "2.18.1", _KEDA_REPO, "2.18.1"),
     "1.32": HelmChart("keda", "2.18.1", _KEDA_REPO, "2.18.1"),
