@@ -42,6 +42,11 @@ def run() -> None:
         pulumi.export(pv.OUTPUT_KUBECONFIG, platform.kubeconfig)
         pulumi.export(pv.OUTPUT_TEAMS, platform.teams)
         pulumi.export(pv.OUTPUT_GPU_POOLS, platform.gpu_pools)
+        cluster = platform.cluster
+        pulumi.export("clusterEndpoint", cluster.endpoint)
+        pulumi.export("clusterCertificateAuthority", cluster.certificate_authority)
+        pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
+        pulumi.export("oidcIssuerUrl", cluster.oidc_issuer_url)
         pulumi.export("buckets", platform.buckets)
         pulumi.export("sharedStorageClass", platform.shared_storage_class)
         pulumi.export("loadBalancing", platform.load_balancing)

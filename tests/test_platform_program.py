@@ -209,6 +209,11 @@ def test_outputs_for_team_stacks(sample_plans):
     }
     assert all(o["roleArn"].startswith("arn:aws:iam::111122223333:role/") for o in plan.outputs["teams"].values())
     assert sorted(plan.outputs["buckets"]) == ["checkpoints", "datasets", "logs", "models"]
+    assert plan.outputs["clusterEndpoint"].startswith("https://")
+    assert plan.outputs["clusterCertificateAuthority"]
+    assert plan.outputs["oidcIssuerUrl"].startswith("https://oidc.eks.us-west-2.amazonaws.com/id/")
+    assert plan.outputs["oidcProviderArn"] == (
+        "arn:aws:iam::111122223333:oidc-provider/" + plan.outputs["oidcIssuerUrl"].removeprefix("https://"))
     assert plan.outputs["sharedStorageClass"] == "cloudml-shared"
     assert plan.outputs["loadBalancing"] == {"allowInternetFacing": False, "internetFacingCidrs": []}  # no certificate: key absent
     assert plan.outputs["gpuPools"] == {
