@@ -365,7 +365,8 @@ def test_shared_storage_class_parameters(default):
 def test_shared_storage_class_is_valid_kubernetes_131():
     """The rendered StorageClass passes the Kubernetes 1.31 schema in strict mode (unknown fields fail)."""
     [obj] = shared_storage_class_objects("ml-dev", "fs-0123456789abcdef0")
-    kubernetes_validate.validate(obj, "1.31.0", strict=True)
+    # validate raises on the first schema violation and returns the schema version it used
+    assert kubernetes_validate.validate(obj, "1.31.0", strict=True) == "1.31"
 
 
 def test_storage_class_waits_for_driver_and_mount_targets(default):

@@ -16,6 +16,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.errors import ConfigError
+from components.platform.cluster import addon_args
 from components.platform.irsa import ServiceAccountRole
 from components.platform.storage_fs import LustreFilesystem, SharedFilesystem, private_subnet_count
 from components.platform.storage_s3 import (
@@ -118,10 +119,8 @@ class Storage(pulumi.ComponentResource):
         self.s3_csi_driver = aws.eks.Addon(
             f"{name}-s3-csi",
             cluster_name=cluster_name,
-            addon_name="aws-mountpoint-s3-csi-driver",
             service_account_role_arn=self.s3_csi_role.arn,
-            resolve_conflicts_on_create="OVERWRITE",
-            resolve_conflicts_on_update="OVERWRITE",
+            **addon_args("aws-mountpoint-s3-csi-driver"),
             # The driver's controller is a Deployment (ACTIVE only with nodes); the role's policy
             # must exist before the driver mounts anything.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, self.s3_csi_role]),

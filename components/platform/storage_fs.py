@@ -17,6 +17,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.labels import MANAGED_BY, PART_OF
+from components.platform.cluster import addon_args
 from components.platform.irsa import ServiceAccountRole
 from components.render import RUN_AS_USER, render_template
 from components.spec import NetworkSpec, PlatformSpec
@@ -147,10 +148,8 @@ class SharedFilesystem:
         self.csi_driver = aws.eks.Addon(
             f"{name}-efs-csi",
             cluster_name=cluster_name,
-            addon_name="aws-efs-csi-driver",
             service_account_role_arn=self.csi_role.arn,
-            resolve_conflicts_on_create="OVERWRITE",
-            resolve_conflicts_on_update="OVERWRITE",
+            **addon_args("aws-efs-csi-driver"),
             # The controller is a Deployment: the add-on turns ACTIVE only once nodes run it (`after`),
             # and the role's policy must be attached before the controller calls EFS.
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[*after, self.csi_role]),
