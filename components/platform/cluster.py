@@ -18,7 +18,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.platform.irsa import ServiceAccountRole
+from components.platform.managed_addons import addon_args, addon_with_role
 from components.spec import PlatformSpec
 
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator"]
@@ -29,16 +29,6 @@ STS_AUDIENCE = "sts.amazonaws.com"
 # (EKS user guide, "Configure Amazon VPC CNI plugin to use IRSA").
 VPC_CNI_SERVICE_ACCOUNT = ("kube-system", "aws-node")
 VPC_CNI_POLICY = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"
-
-
-def addon_args(name: str) -> dict:
-    """Arguments every EKS managed add-on of the platform shares.
-
-    addon_version is left unset: EKS installs the default version for the cluster's Kubernetes
-    version. OVERWRITE on create adopts the self-managed copies EKS bootstraps with a new cluster
-    (vpc-cni, kube-proxy, coredns); OVERWRITE on update puts hand edits back to the declared config.
-    """
-    return {"addon_name": name, "resolve_conflicts_on_create": "OVERWRITE", "resolve_conflicts_on_update": "OVERWRITE"}
 
 
 def assume_role_policy(service: str) -> str:
@@ -159,30 +149,17 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-oidc", url=self.oidc_issuer_url, client_id_lists=[STS_AUDIENCE], opts=child
         )
         self.oidc_provider_arn = self.oidc_provider.arn
-        namespace, service_account = VPC_CNI_SERVICE_ACCOUNT
-        self.vpc_cni_role = ServiceAccountRole(
-            f"{name}-vpc-cni-irsa",
-            oidc_provider_arn=self.oidc_provider_arn,
-            oidc_issuer_url=self.oidc_issuer_url,
-            namespace=namespace,
-            service_account=service_account,
-            managed_policy_arns={"cni": VPC_CNI_POLICY},
-            opts=child,
-        )
         # vpc-cni and kube-proxy are DaemonSets, healthy with zero nodes (terraform-aws-eks makes
         # vpc-cni `before_compute` the same way), so they are made with the cluster and nodes can
         # join a cluster whose networking is already managed. preserve: deleting the add-on
         # resource must not tear pod networking out of a running cluster.
-        self.vpc_cni = aws.eks.Addon(
-            f"{name}-vpc-cni",
-            cluster_name=self.eks.name,
-            service_account_role_arn=self.vpc_cni_role.arn,
+        self.vpc_cni_role, self.vpc_cni = addon_with_role(
+            "vpc-cni", f"{name}-vpc-cni", parent=self, cluster_name=self.eks.name,
+            oidc_provider_arn=self.oidc_provider_arn, oidc_issuer_url=self.oidc_issuer_url,
+            service_account=VPC_CNI_SERVICE_ACCOUNT, managed_policy_arns={"cni": VPC_CNI_POLICY},
             preserve=True,
             # EKS enforces NetworkPolicy (team isolation) only with the CNI's policy agent on.
             configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
-            **addon_args("vpc-cni"),
-            # The role's policy must be attached before aws-node starts using the role.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.vpc_cni_role]),
         )
         self.kube_proxy = aws.eks.Addon(
             f"{name}-kube-proxy", cluster_name=self.eks.name, preserve=True, **addon_args("kube-proxy"), opts=child

@@ -15,8 +15,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.labels import MANAGED_BY, PART_OF
-from components.platform.cluster import Cluster, addon_args
-from components.platform.irsa import ServiceAccountRole
+from components.platform.cluster import Cluster
+from components.platform.managed_addons import addon_args, addon_with_role
 from components.render import render_template
 
 # The EBS CSI controller's service account and the AWS managed policy it needs
@@ -67,23 +67,10 @@ class ClusterAddons(pulumi.ComponentResource):
             **addon_args("coredns"),
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
-        namespace, service_account = EBS_CSI_SERVICE_ACCOUNT
-        self.ebs_csi_role = ServiceAccountRole(
-            f"{name}-ebs-csi-irsa",
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer_url=cluster.oidc_issuer_url,
-            namespace=namespace,
-            service_account=service_account,
-            managed_policy_arns={"ebs": EBS_CSI_POLICY},
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        self.ebs_csi = aws.eks.Addon(
-            f"{name}-ebs-csi",
-            cluster_name=cluster.cluster_name,
-            service_account_role_arn=self.ebs_csi_role.arn,
-            **addon_args("aws-ebs-csi-driver"),
-            # The role's policy must be attached before the controller uses the role.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, self.ebs_csi_role]),
+        self.ebs_csi_role, self.ebs_csi = addon_with_role(
+            "aws-ebs-csi-driver", f"{name}-ebs-csi", parent=self, cluster_name=cluster.cluster_name,
+            oidc_provider_arn=cluster.oidc_provider_arn, oidc_issuer_url=cluster.oidc_issuer_url,
+            service_account=EBS_CSI_SERVICE_ACCOUNT, managed_policy_arns={"ebs": EBS_CSI_POLICY}, after=after,
         )
         self.storage_class = DEFAULT_STORAGE_CLASS
         self.storage_classes = k8s.yaml.v2.ConfigGroup(

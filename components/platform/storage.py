@@ -16,8 +16,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.errors import ConfigError
-from components.platform.cluster import addon_args
-from components.platform.irsa import ServiceAccountRole
+from components.platform.managed_addons import addon_with_role
 from components.platform.storage_fs import LustreFilesystem, SharedFilesystem, private_subnet_count
 from components.platform.storage_s3 import (
     BUCKET_ROLES,
@@ -102,28 +101,15 @@ class Storage(pulumi.ComponentResource):
         self.bucket_names = {role: b.name for role, b in self.platform_buckets.items()}
         self.bucket_arns = {role: b.arn for role, b in self.platform_buckets.items()}
 
-        namespace, service_account = S3_CSI_SERVICE_ACCOUNT
         readable = [self.bucket_arns[role] for role in MOUNTPOINT_BUCKETS]
-        self.s3_csi_role = ServiceAccountRole(
-            f"{name}-s3-csi-irsa",
-            oidc_provider_arn=oidc_provider_arn,
-            oidc_issuer_url=oidc_issuer_url,
-            namespace=namespace,
-            service_account=service_account,
+        # The driver's controller is a Deployment (ACTIVE only with nodes, `after`).
+        self.s3_csi_role, self.s3_csi_driver = addon_with_role(
+            "aws-mountpoint-s3-csi-driver", f"{name}-s3-csi", parent=self, cluster_name=cluster_name,
+            oidc_provider_arn=oidc_provider_arn, oidc_issuer_url=oidc_issuer_url,
+            service_account=S3_CSI_SERVICE_ACCOUNT, after=after,
             policy=pulumi.Output.all(self.key.arn, region, partition.dns_suffix, *readable).apply(
                 lambda args: mountpoint_read_policy(list(args[3:]), args[0], args[1], args[2])
             ),
-            opts=child,
-        )
-        # addon_version unset: EKS installs the default version for the cluster's Kubernetes version.
-        self.s3_csi_driver = aws.eks.Addon(
-            f"{name}-s3-csi",
-            cluster_name=cluster_name,
-            service_account_role_arn=self.s3_csi_role.arn,
-            **addon_args("aws-mountpoint-s3-csi-driver"),
-            # The driver's controller is a Deployment (ACTIVE only with nodes); the role's policy
-            # must exist before the driver mounts anything.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, self.s3_csi_role]),
         )
 
         if isinstance(private_subnet_ids, (list, tuple)):

@@ -17,8 +17,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.labels import MANAGED_BY, PART_OF
-from components.platform.cluster import addon_args
-from components.platform.irsa import ServiceAccountRole
+from components.platform.managed_addons import addon_with_role
 from components.render import RUN_AS_USER, render_template
 from components.spec import NetworkSpec, PlatformSpec
 
@@ -134,25 +133,11 @@ class SharedFilesystem:
             )
             for i in range(subnet_count)
         ]
-        namespace, service_account = EFS_CSI_SERVICE_ACCOUNT
-        self.csi_role = ServiceAccountRole(
-            f"{name}-efs-csi-irsa",
-            oidc_provider_arn=oidc_provider_arn,
-            oidc_issuer_url=oidc_issuer_url,
-            namespace=namespace,
-            service_account=service_account,
-            managed_policy_arns={"efs": EFS_CSI_POLICY},
-            opts=child,
-        )
-        # addon_version unset: EKS installs the default version for the cluster's Kubernetes version.
-        self.csi_driver = aws.eks.Addon(
-            f"{name}-efs-csi",
-            cluster_name=cluster_name,
-            service_account_role_arn=self.csi_role.arn,
-            **addon_args("aws-efs-csi-driver"),
-            # The controller is a Deployment: the add-on turns ACTIVE only once nodes run it (`after`),
-            # and the role's policy must be attached before the controller calls EFS.
-            opts=pulumi.ResourceOptions(parent=parent, depends_on=[*after, self.csi_role]),
+        # The controller is a Deployment: the add-on turns ACTIVE only once nodes run it (`after`).
+        self.csi_role, self.csi_driver = addon_with_role(
+            "aws-efs-csi-driver", f"{name}-efs-csi", parent=parent, cluster_name=cluster_name,
+            oidc_provider_arn=oidc_provider_arn, oidc_issuer_url=oidc_issuer_url,
+            service_account=EFS_CSI_SERVICE_ACCOUNT, managed_policy_arns={"efs": EFS_CSI_POLICY}, after=after,
         )
         self.storage_class = SHARED_STORAGE_CLASS
         self.storage_classes = k8s.yaml.v2.ConfigGroup(
