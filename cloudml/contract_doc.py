@@ -55,6 +55,10 @@ _VALIDATED_TYPES: dict[Any, str] = {
     fieldtypes._check_email: "email address",
     fieldtypes._check_cron: "cron schedule (5 fields or @daily etc.)",
     fieldtypes.parse_duration: "duration (e.g. 30m, 2h, 1d)",
+    fieldtypes._check_secret_key: "Secret key (letters, digits, -, _, .)",
+    fieldtypes._check_mount_path: "absolute path (e.g. /data)",
+    fieldtypes._check_sub_path: "relative path (e.g. imagenet/train)",
+    fieldtypes._check_version_label: "version label (letters, digits, _)",
 }
 _PLAIN_TYPES: dict[Any, str] = {
     str: "string",
@@ -244,7 +248,9 @@ def _type(annotation: Any, metadata: list, link: str = "") -> str:
         value_base, _ = _unwrap(value, [])
         value_text = f"mapping, see `{link}`" if _is_model(value_base) else _type(value, [])
         return _sized("mapping", f"{_type(key, [])} → {value_text}", constraints)
-    members = _union_members(base)
+    members = [m for m in _union_members(base) if m is not type(None)]  # optional: the default says so
+    if len(members) == 1:
+        return _type(members[0], [])
     if members:
         names = [_type(m, []) for m in members]
         return ", ".join(names[:-1]) + " or " + names[-1]

@@ -74,6 +74,11 @@ class CloudMocks(pulumi.runtime.Mocks):
             return self._aws(typ, name, state)
         if typ.startswith("kubernetes:"):
             return f"{name}-id", state
+        if typ == "random:index/randomPassword:RandomPassword":
+            # A stand-in of the requested length; never a real credential (the plan redacts it anyway).
+            length = int(state.get("length") or 16)
+            state["result"] = (_digest(typ, name, length=64) * (length // 64 + 1))[:length]
+            state.setdefault("bcryptHash", f"$2a$10${_digest(name, length=53)}")
         return f"{name}-id", state
 
     def _aws(self, typ: str, name: str, state: dict) -> tuple[str, dict]:

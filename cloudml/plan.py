@@ -20,6 +20,7 @@ import yaml
 
 from cloudml.engine import run_program
 from cloudml.mocks import Registration, redact, secret_names, unwrap
+from components.errors import SECRET_DISPLAY
 from cloudml.stackfile import PROJECT, STACK_NAME, StackFile, load_stack_file, stack_path
 from components import platform_view as pv
 from components.errors import ConfigError, ConfigProblem, display_value
@@ -32,9 +33,9 @@ from components.spec import (
     load_platform,
     parse_team,
     team_problems,
+    concurrent_gpus,
     requested_gpus,
 )
-from components.team import unrendered_kind_problems
 
 PLAN_SCHEMA_VERSION = 1
 CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
@@ -143,7 +144,7 @@ class Planner:
 
     def _plan_team(self, stack: StackFile) -> StackPlan:
         spec = parse_team(stack.config.get(TEAM_KEY))
-        own_problems = team_problems(spec) + unrendered_kind_problems(spec)
+        own_problems = team_problems(spec)
         try:
             platform_plan = self._platform_of(spec)
         except ConfigError as error:
@@ -239,7 +240,15 @@ def _kubernetes_objects(registration: Registration) -> list[dict]:
         return [ordered(o) for o in redact(registration.inputs.get("objs") or [])]
     group = registration.type.split(":")
     if group[0] == "kubernetes" and registration.custom and not group[1].startswith("yaml") and group[1] != "helm.sh/v3":
-        return [ordered(redact(registration.inputs))]
+        obj = redact(registration.inputs)
+        if registration.type == "kubernetes:core/v1:Secret":
+            # A Secret's values arrive as one secret map: show its keys (not secret) with placeholder
+            # values, so the manifest stays a valid Secret that says which keys it holds.
+            plain = unwrap(registration.inputs)
+            for field in ("data", "stringData"):
+                if obj.get(field) == SECRET_DISPLAY and isinstance(plain.get(field), dict):
+                    obj[field] = {key: SECRET_DISPLAY for key in plain[field]}
+        return [ordered(obj)]
     return []
 
 
@@ -277,13 +286,18 @@ def platform_budget(spec: PlatformSpec) -> dict:
 
 
 def team_budget(spec: TeamSpec, view: pv.PlatformView) -> dict:
+    """Per workload: GPUs per pod and GPUs held at once (pods x GPUs: what the quota counts)."""
     workloads = {}
     for w in spec.workloads:
         gpus = requested_gpus(w)
-        workloads[w.name] = {"gpus": gpus, "gpuType": (w.gpu_type or spec.defaults.gpu_type) if gpus else None}
+        workloads[w.name] = {
+            "gpusPerPod": gpus,
+            "concurrentGpus": concurrent_gpus(w),
+            "gpuType": (w.gpu_type or spec.defaults.gpu_type) if gpus else None,
+        }
     tenancy = view.teams.get(spec.name)
     quota = tenancy.gpu_quota if tenancy else 0
-    total = sum(w["gpus"] for w in workloads.values())
+    total = sum(w["concurrentGpus"] for w in workloads.values())
     return {"workloads": workloads, "requestedGpus": total, "quotaGpus": quota, "headroomGpus": quota - total}
 
 

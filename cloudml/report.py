@@ -84,9 +84,12 @@ def print_budget(console: Console, plan: StackPlan) -> None:
             )
     else:
         console.print(
-            f"GPU budget: workloads request {budget['requestedGpus']} of the team's {budget['quotaGpus']} GPU quota "
-            f"(headroom {budget['headroomGpus']})"
+            f"GPU budget: workloads can hold {budget['requestedGpus']} of the team's {budget['quotaGpus']} GPU quota "
+            f"at once (headroom {budget['headroomGpus']})"
         )
         for name, w in budget["workloads"].items():
-            if w["gpus"]:
-                console.print(f"  {escape(name)}: {w['gpus']} x {escape(str(w['gpuType']))}")
+            if w["concurrentGpus"]:
+                console.print(
+                    f"  {escape(name)}: {w['concurrentGpus']} x {escape(str(w['gpuType']))}"
+                    f" ({w['gpusPerPod']} per pod)"
+                )

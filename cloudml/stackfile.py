@@ -122,6 +122,7 @@ def load_stack_file(stacks_dir: Path, name: str) -> StackFile:
         if secure_paths:
             secret_keys.append(key)
             problems.extend(_misplaced_secrets(key, secure_paths))
+        problems.extend(_plain_secrets(key, value))
     if PLATFORM_KEY in config and "aws:region" not in config:
         problems.append(ConfigProblem("aws:region", "is required for a platform stack", "add `aws:region: us-west-2` (your region)"))
     region = config.get("aws:region")
@@ -143,6 +144,33 @@ def _strip_secure(value: Any, path: tuple = (), found: list | None = None) -> tu
     if isinstance(value, list):
         return [_strip_secure(v, (*path, i), found)[0] for i, v in enumerate(value)], found
     return value, found
+
+
+def _leaves(value: Any, path: tuple = ()):
+    """(path, value) of every scalar in a config tree; a `{secure: ...}` node counts as one scalar."""
+    if isinstance(value, dict) and set(value) != {"secure"}:
+        for k, v in value.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path, value
+
+
+def _plain_secrets(key: str, value: Any) -> list[ConfigProblem]:
+    """A secret field written in plain text would sit in git and in every plan: refuse it."""
+    model = {PLATFORM_KEY: PlatformSpec, TEAM_KEY: TeamSpec}.get(key)
+    if model is None:
+        return []
+    return [
+        ConfigProblem(
+            format_path(key, list(path)), "is a secret written in plain text (it would be committed with the stack file)",
+            f"remove it from the file and run `pulumi config set --secret --path '{format_path(key, list(path))}' <value>`",
+        )
+        for path, leaf in _leaves(value)
+        if isinstance(leaf, str) and path and is_secret_field(model, list(path))
+    ]
 
 
 def _misplaced_secrets(key: str, paths: list[tuple]) -> list[ConfigProblem]:

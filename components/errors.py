@@ -185,8 +185,9 @@ def _alias(name: str, field) -> str:
 
 def is_secret_field(model: type[BaseModel], parts: list) -> bool:
     """Whether the config path `parts` (aliases and indexes) under `model` is a secret field."""
-    _, _, field = _walk(model, parts)
-    return field is not None and _is_secret(field.annotation)
+    _, _, field, current = _walk_with_type(model, parts)
+    # A field declared SecretStr, or a value inside a mapping of secrets (team secrets.<name>.<key>).
+    return (field is not None and _is_secret(field.annotation)) or (field is None and _is_secret(current))
 
 
 def _is_secret(annotation: Any) -> bool:
@@ -203,10 +204,16 @@ def _flatten(annotation: Any) -> list:
 
 
 def _walk(model: type[BaseModel], loc: list) -> tuple[list, type[BaseModel] | None, Any]:
+    parts, owner, field, _ = _walk_with_type(model, loc)
+    return parts, owner, field
+
+
+def _walk_with_type(model: type[BaseModel], loc: list) -> tuple[list, type[BaseModel] | None, Any, Any]:
     """Follow a pydantic error location through the models.
 
     Returns the path as the user wrote it (aliases, list indexes; discriminator tags that pydantic
-    inserts for tagged unions are dropped), the model that owns the last key and that key's field.
+    inserts for tagged unions are dropped), the model that owns the last key, that key's field, and
+    the type found at the end of the path.
     """
     parts: list = []
     current: Any = model
@@ -243,7 +250,7 @@ def _walk(model: type[BaseModel], loc: list) -> tuple[list, type[BaseModel] | No
         else:
             owner = models[0] if models else owner
             field = None
-    return parts, owner, field
+    return parts, owner, field, current
 
 
 def _union_tags(model: type[BaseModel], parts: list) -> list[str]:

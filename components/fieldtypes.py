@@ -193,6 +193,44 @@ def _check_cron(value: str) -> str:
     return value
 
 
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+_VERSION_LABEL = re.compile(r"[a-zA-Z0-9_]{1,63}")
+
+
+def _check_secret_key(value: str) -> str:
+    if not _SECRET_KEY.fullmatch(value) or value in (".", ".."):
+        raise problem("is not a valid Secret key", "use up to 253 letters, digits, '-', '_' or '.'")
+    return value
+
+
+def _check_mount_path(value: str) -> str:
+    parts = value.split("/")
+    if not value.startswith("/") or value == "/" or ".." in parts or ":" in value or "\n" in value:
+        raise problem("is not a mount path", "write an absolute path below / without '..' or ':', e.g. /data")
+    trimmed = value.rstrip("/")
+    if any(trimmed == r or trimmed.startswith(r + "/") for r in _RESERVED_MOUNT_PATHS):
+        raise problem(
+            "hides a directory the container or cloudml needs",
+            f"mount somewhere else, not under {', '.join(_RESERVED_MOUNT_PATHS)}",
+        )
+    return value
+
+
+def _check_sub_path(value: str) -> str:
+    if not value or value.startswith("/") or ".." in value.split("/") or "\n" in value:
+        raise problem("is not a relative path inside the volume", "write a path such as imagenet/train, without a leading / or '..'")
+    return value
+
+
+def _check_version_label(value: str) -> str:
+    if not _VERSION_LABEL.fullmatch(value):
+        raise problem("is not a TensorFlow Serving version label", "use letters, digits and '_' (e.g. stable, canary)")
+    return value
+
+
+# Paths a data mount must not hide: system directories, and where cloudml mounts its own files.
+_RESERVED_MOUNT_PATHS = ("/bin", "/dev", "/etc", "/lib", "/proc", "/sbin", "/sys", "/usr", "/var/run", "/cloudml")
+
 Count = Annotated[int, Strict(), Field(ge=0)]
 PositiveCount = Annotated[int, Strict(), Field(ge=1)]
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
@@ -209,3 +247,8 @@ Duration = Annotated[int, BeforeValidator(parse_duration)]
 VpcCidr = Annotated[IPv4Network, _cidr(16, 24, "a new VPC")]
 Cidr = Annotated[IPv4Network, _cidr(0, 32, "a CIDR")]
 CronSchedule = Annotated[str, AfterValidator(_check_cron)]
+SecretKey = Annotated[str, AfterValidator(_check_secret_key)]
+MountPath = Annotated[str, AfterValidator(_check_mount_path)]
+SubPath = Annotated[str, AfterValidator(_check_sub_path)]
+VersionLabel = Annotated[str, AfterValidator(_check_version_label)]
+

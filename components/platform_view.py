@@ -8,19 +8,39 @@ each pod fits on one node of such a pool.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network
 from typing import Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.errors import ConfigError, ConfigProblem, display_value, format_path
-from components.spec import TEAM_KEY, TeamSpec, requested_gpus
+from components.spec import (
+    SHARED_VOLUME,
+    TEAM_KEY,
+    DevEnvironmentWorkload,
+    ModelServiceWorkload,
+    TeamSpec,
+    concurrent_gpus,
+    requested_gpus,
+)
 
 # Stack output names; the platform exports them, the team reads them.
 OUTPUT_CLUSTER_NAME = "clusterName"
 OUTPUT_KUBECONFIG = "kubeconfig"
 OUTPUT_TEAMS = "teams"
 OUTPUT_GPU_POOLS = "gpuPools"
+OUTPUT_BUCKETS = "buckets"
+OUTPUT_SHARED_STORAGE_CLASS = "sharedStorageClass"
+OUTPUT_LOAD_BALANCING = "loadBalancing"
+OUTPUT_PROMETHEUS_URL = "prometheusUrl"
+# Outputs a team stack must read; the rest are optional (older or smaller platforms lack them).
+REQUIRED_OUTPUTS = (OUTPUT_CLUSTER_NAME, OUTPUT_TEAMS, OUTPUT_GPU_POOLS, OUTPUT_BUCKETS, OUTPUT_LOAD_BALANCING)
+OPTIONAL_OUTPUTS = (OUTPUT_SHARED_STORAGE_CLASS, OUTPUT_PROMETHEUS_URL)
+# Share of the GPU quota above which a team stack is warned that it is near its quota.
+QUOTA_WARNING_SHARE = 0.9
+# Kinds that mount one of the platform's team volumes whatever their config says.
+KIND_VOLUMES = {"modelService": "models", "tensorboard": "logs"}
 
 
 class _Output(BaseModel):
@@ -34,6 +54,9 @@ class TeamTenancy(_Output):
     namespace: str
     service_account: str = Field(alias="serviceAccount")
     gpu_quota: int = Field(alias="gpuQuota")
+    # Data volume source (shared, datasets, models, logs) -> the PersistentVolumeClaim the platform
+    # made for the team in its namespace.
+    volumes: dict[str, str] = Field(default_factory=dict)
 
 
 class GpuPoolOffer(_Output):
@@ -45,12 +68,23 @@ class GpuPoolOffer(_Output):
     capacity: str
 
 
+class LoadBalancingOffer(_Output):
+    """Whether team services may ask for internet-facing load balancers, and from where."""
+
+    allow_internet_facing: bool = Field(False, alias="allowInternetFacing")
+    internet_facing_cidrs: list[str] = Field(default_factory=list, alias="internetFacingCidrs")
+
+
 class PlatformView(_Output):
     """The platform outputs a team stack uses."""
 
     cluster_name: str = Field(alias=OUTPUT_CLUSTER_NAME)
     teams: dict[str, TeamTenancy] = Field(alias=OUTPUT_TEAMS)
     gpu_pools: dict[str, GpuPoolOffer] = Field(alias=OUTPUT_GPU_POOLS)
+    buckets: dict[str, str] = Field(alias=OUTPUT_BUCKETS)
+    load_balancing: LoadBalancingOffer = Field(alias=OUTPUT_LOAD_BALANCING)
+    shared_storage_class: str | None = Field(None, alias=OUTPUT_SHARED_STORAGE_CLASS)
+    prometheus_url: str | None = Field(None, alias=OUTPUT_PROMETHEUS_URL)
 
     @classmethod
     def from_outputs(cls, outputs: dict[str, Any], platform_stack: str) -> "PlatformView":
@@ -103,5 +137,103 @@ def team_platform_problems(team: TeamSpec, platform: PlatformView) -> list[Confi
                 f"asks for {gpus} GPUs in one pod, but the largest {gpu_type} node has {per_node}",
                 f"request {per_node} or fewer GPUs per pod, or add a pool with larger {gpu_type} nodes to the platform",
                 display_value(gpus),
+            ))
+    problems += _quota_problems(team, platform)
+    problems += _exposure_problems(team, platform)
+    problems += _storage_problems(team, platform)
+    return problems
+
+
+def _quota_problems(team: TeamSpec, platform: PlatformView) -> list[ConfigProblem]:
+    tenancy = platform.teams.get(team.name)
+    if tenancy is None:
+        return []  # reported above
+    total = sum(concurrent_gpus(w) for w in team.workloads)
+    if total <= tenancy.gpu_quota:
+        return []
+    uses = ", ".join(f"{w.name} {concurrent_gpus(w)}" for w in team.workloads if concurrent_gpus(w))
+    return [ConfigProblem(
+        f"{TEAM_KEY}.workloads",
+        f"can hold {total} GPUs at once ({uses}), more than the team's quota of {tenancy.gpu_quota}; "
+        "Kubernetes would leave the excess pods pending",
+        "lower gpus, replicas, parallelism or worker counts, or ask the platform team to raise the quota "
+        f"(cloudml:platform.teams.{team.name}.gpuQuota)",
+        display_value(total),
+    )]
+
+
+def team_platform_warnings(team: TeamSpec, platform: PlatformView) -> list[str]:
+    """Allowed, but worth a look: the stack can use nearly all of the team's GPU quota."""
+    tenancy = platform.teams.get(team.name)
+    total = sum(concurrent_gpus(w) for w in team.workloads)
+    if tenancy is None or total > tenancy.gpu_quota or total < QUOTA_WARNING_SHARE * tenancy.gpu_quota or total == 0:
+        return []
+    return [
+        f"{TEAM_KEY}.workloads: can hold {total} of the team's {tenancy.gpu_quota} GPUs at once; runs started by hand "
+        "or other stacks of the team may wait for GPUs"
+    ]
+
+
+def _exposure_problems(team: TeamSpec, platform: PlatformView) -> list[ConfigProblem]:
+    problems = []
+    offer = platform.load_balancing
+    for i, workload in enumerate(team.workloads):
+        if isinstance(workload, ModelServiceWorkload) and workload.expose == "internet":
+            if not offer.allow_internet_facing:
+                problems.append(ConfigProblem(
+                    format_path(TEAM_KEY, ["workloads", i, "expose"]),
+                    f"asks for an internet-facing load balancer, which platform stack {team.platform_stack} does not allow",
+                    "use expose: internal (reachable in the VPC), or ask the platform team to set "
+                    "cloudml:platform.loadBalancing.allowInternetFacing",
+                    display_value(workload.expose),
+                ))
+            else:
+                allowed = [IPv4Network(c) for c in offer.internet_facing_cidrs]
+                for j, cidr in enumerate(workload.source_cidrs):
+                    if not any(cidr.subnet_of(a) for a in allowed):
+                        problems.append(ConfigProblem(
+                            format_path(TEAM_KEY, ["workloads", i, "sourceCidrs", j]),
+                            "is outside the CIDRs the platform lets internet-facing load balancers accept",
+                            f"use CIDRs inside {', '.join(offer.internet_facing_cidrs)}",
+                            display_value(str(cidr)),
+                        ))
+        if isinstance(workload, ModelServiceWorkload) and workload.autoscale and not platform.prometheus_url:
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, ["workloads", i, "autoscale"]),
+                f"needs Prometheus, and platform stack {team.platform_stack} exports no prometheusUrl (monitoring is not deployed)",
+                "use a fixed replicas count until the platform runs monitoring",
+            ))
+    return problems
+
+
+def _storage_problems(team: TeamSpec, platform: PlatformView) -> list[ConfigProblem]:
+    problems = []
+    tenancy = platform.teams.get(team.name)
+    offered = tenancy.volumes if tenancy else {}
+    for i, workload in enumerate(team.workloads):
+        for j, mount in enumerate(workload.volumes):
+            if tenancy is not None and mount.source not in offered:
+                problems.append(ConfigProblem(
+                    format_path(TEAM_KEY, ["workloads", i, "volumes", j, "source"]),
+                    f"is a volume platform stack {team.platform_stack} does not provide"
+                    + (" (its sharedFilesystem is none)" if mount.source == SHARED_VOLUME else ""),
+                    f"use one of: {', '.join(sorted(offered)) or 'none'}",
+                    display_value(mount.source),
+                ))
+        needed = KIND_VOLUMES.get(workload.kind)
+        if tenancy is not None and needed and needed not in offered:
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, ["workloads", i, "kind"]),
+                f"reads the team's {needed} bucket through the platform's `{needed}` volume, which platform stack "
+                f"{team.platform_stack} does not provide",
+                "run `pulumi up` on the platform stack with this version of cloudml first",
+                display_value(workload.kind),
+            ))
+        if isinstance(workload, DevEnvironmentWorkload) and not platform.shared_storage_class:
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, ["workloads", i, "kind"]),
+                f"needs a persistent home volume, and platform stack {team.platform_stack} has no shared file system",
+                "ask the platform team to set cloudml:platform.storage.sharedFilesystem: efs",
+                display_value(workload.kind),
             ))
     return problems

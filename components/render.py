@@ -21,7 +21,7 @@ import yaml
 
 from components.labels import GPU_RESOURCE, GPU_TAINT_KEY, GPU_TYPE_LABEL, MANAGED_BY, PART_OF, TEAM_LABEL, WORKLOAD_LABEL
 from components.platform_view import PlatformView
-from components.spec import TeamSpec, WorkloadBase, requested_gpus
+from components.spec import S3_VOLUMES, TeamSpec, WorkloadBase, requested_gpus
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 # libyaml's loader when PyYAML was built with it (10x faster on big plans), the Python one otherwise.
@@ -29,9 +29,9 @@ SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Pod Security `restricted` needs a non-zero UID; 1000 is the user the cloudml images create.
 RUN_AS_USER = 1000
 
-# Kinds with a template. The contract (spec.py) knows more kinds; a stack that uses one without a
-# template is rejected before anything is created (see components.team).
-RENDERED_KINDS = ("training",)
+# Every workload kind of the contract has a template `templates/workloads/<kind>.yaml.j2` and a
+# module in components/workloads/ that adds the kind's own values to the shared ones.
+RENDERED_KINDS = ("training", "distributedTraining", "modelService", "devEnvironment", "sweep", "batchPrediction", "tensorboard")
 
 
 class RenderError(ValueError):
@@ -122,13 +122,20 @@ def render_template(path: str, **values: Any) -> list[dict]:
 
 def render(kind: str, context: WorkloadContext) -> list[dict]:
     """The Kubernetes objects of one workload."""
-    if kind not in RENDERED_KINDS:
-        raise RenderError(f"no template for workload kind {kind!r}; templates exist for {', '.join(RENDERED_KINDS)}")
-    return render_template(f"workloads/{kind}.yaml.j2", w=context.workload, v=resolve(context))
+    from components.workloads import KIND_VALUES  # the kind modules import this module
+
+    if kind not in KIND_VALUES:
+        raise RenderError(f"no template for workload kind {kind!r}; templates exist for {', '.join(KIND_VALUES)}")
+    values = KIND_VALUES[kind](context, resolve(context))
+    return render_template(f"workloads/{kind}.yaml.j2", w=context.workload, v=values)
 
 
 def resolve(context: WorkloadContext) -> dict[str, Any]:
-    """The values every workload template shares, with the team's defaults applied."""
+    """The values every workload template shares, with the team's defaults applied.
+
+    A kind's module (components/workloads/) returns these with its own values added or replaced:
+    its default image and command, the environment it provides, the volumes it mounts.
+    """
     team, workload, platform = context.team, context.workload, context.platform
     tenancy = platform.teams[team.name]
     gpus = requested_gpus(workload)
@@ -147,12 +154,17 @@ def resolve(context: WorkloadContext) -> dict[str, Any]:
         TEAM_LABEL: team.name,
         WORKLOAD_LABEL: workload.name,
     }
+    command, args = wrap_command(workload.command, workload.args, workload.pre_commands, workload.post_commands)
+    pod_volumes, volume_mounts = data_volumes(workload, tenancy.volumes)
     return {
         "name": workload.name,
+        "team": team.name,
         "namespace": tenancy.namespace,
         "service_account": tenancy.service_account,
         "image": workload.image or team.defaults.image,
         "labels": labels,
+        # The labels a workload's Services, PodDisruptionBudgets and ScaledObjects select its pods by.
+        "selector": {TEAM_LABEL: team.name, WORKLOAD_LABEL: workload.name},
         "annotations": dict(workload.annotations),
         "resources": resources,
         "gpus": gpus,
@@ -160,5 +172,72 @@ def resolve(context: WorkloadContext) -> dict[str, Any]:
         "gpu_type_label": GPU_TYPE_LABEL,
         "gpu_taint_key": GPU_TAINT_KEY,
         "run_as_user": RUN_AS_USER,
-        "env": [{"name": k, "value": v} for k, v in workload.env.items()],
+        "command": command,
+        "args": args,
+        "env": user_env(workload),
+        "pod_volumes": pod_volumes,
+        "volume_mounts": volume_mounts,
     }
+
+
+def user_env(workload: WorkloadBase) -> list[dict]:
+    """The workload's own environment: plain values, then values read from the stack's Secrets."""
+    plain = [{"name": k, "value": v} for k, v in workload.env.items()]
+    secret = [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": ref.secret, "key": ref.key}}}
+        for k, ref in workload.secret_env.items()
+    ]
+    return plain + secret
+
+
+def data_volumes(workload: WorkloadBase, claims: dict[str, str]) -> tuple[list[dict], list[dict]]:
+    """(pod volumes, container volumeMounts) of the workload's data mounts: one pod volume per
+    source, bound to the claim the platform made for the team; bucket sources are read-only."""
+    pod_volumes: dict[str, dict] = {}
+    mounts = []
+    for mount in workload.volumes:
+        name = f"data-{mount.source}"
+        claim = {"claimName": claims[mount.source]}
+        if mount.source in S3_VOLUMES:
+            claim["readOnly"] = True
+        pod_volumes.setdefault(name, {"name": name, "persistentVolumeClaim": claim})
+        entry = {"name": name, "mountPath": mount.mount_path, "readOnly": mount.read_only}
+        if mount.sub_path:
+            entry["subPath"] = mount.sub_path
+        mounts.append(entry)
+    return list(pod_volumes.values()), mounts
+
+
+# Runs preCommands, then the main command ("$@": never pasted into the script, so its arguments
+# reach it exactly), then postCommands. Without postCommands the main command replaces the shell
+# (exec) so it receives SIGTERM itself; with them the shell forwards SIGTERM and keeps the exit code.
+_WRAPPER_NAME = "cloudml-command"
+
+
+def wrap_command(command: list[str], args: list[str], pre: list[str], post: list[str]) -> tuple[list[str], list[str]]:
+    """(command, args) of a container that runs `pre` shell lines, `command + args`, then `post`."""
+    if not pre and not post:
+        return list(command), list(args)
+    lines = ["set -e", *pre]
+    if not post:
+        lines.append('exec "$@"')
+    else:
+        lines += [
+            "set +e",
+            '"$@" &',
+            "child=$!",
+            "trap 'kill -TERM \"$child\" 2>/dev/null' TERM INT",
+            'wait "$child"',
+            "CLOUDML_EXIT_CODE=$?",
+            # A trapped signal ends the first wait early: wait again for the real exit code.
+            'if kill -0 "$child" 2>/dev/null; then wait "$child"; CLOUDML_EXIT_CODE=$?; fi',
+            "export CLOUDML_EXIT_CODE",
+            *post,
+            'exit "$CLOUDML_EXIT_CODE"',
+        ]
+    return ["/bin/sh", "-c", "\n".join(lines) + "\n", _WRAPPER_NAME], [*command, *args]
+
+
+def bucket_uri(platform: PlatformView, role: str, team: str, *parts: str) -> str:
+    """`s3://<platform bucket of this role>/<team>/<parts...>/` — always under the team's prefix."""
+    return "s3://" + "/".join([platform.buckets[role], team, *parts]) + "/"

@@ -32,8 +32,12 @@ from components.fieldtypes import (
     LabelKey,
     LabelValue,
     MemoryQuantity,
+    MountPath,
     PositiveCount,
+    SecretKey,
     StorageQuantity,
+    SubPath,
+    VersionLabel,
     VpcCidr,
     dns_label,
     problem,
@@ -51,6 +55,8 @@ TeamName = Annotated[str, dns_label(24, "team name")]
 # Workload names get suffixes (JobSet pods: <name>-worker-0-12), so they stay well under 63.
 WorkloadName = Annotated[str, dns_label(40, "workload name")]
 ModelName = Annotated[str, dns_label(40, "model name")]
+# Secret names get a `-` suffix nowhere; 63 is the DNS-1123 label limit.
+SecretName = Annotated[str, dns_label(63, "secret name")]
 
 
 class Model(BaseModel):
@@ -319,23 +325,111 @@ def team_namespace(team: str) -> str:
 # --- team workloads ---------------------------------------------------------------------------
 
 
+# Stock images a workload uses when neither it nor the team's defaults name one (pinned, GPU builds).
+DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.18.0-gpu"
+DEFAULT_DEV_IMAGE = "tensorflow/tensorflow:2.18.0-gpu-jupyter"
+# Indexed Job completions above this make the trials ConfigMap and the Job unwieldy (and costly).
+MAX_SWEEP_TRIALS = 500
+# Data a pod may mount: the team's shared EFS volume (read-write), or its own prefix of a platform
+# bucket, read-only through Mountpoint for S3 with the team's own IAM role.
+SHARED_VOLUME = "shared"
+S3_VOLUMES = ("datasets", "models", "logs")
+VOLUME_SOURCES = (SHARED_VOLUME, *S3_VOLUMES)
+
+
+class SecretEnvRef(Model):
+    """An environment variable read from a key of one of the stack's `secrets`."""
+
+    secret: SecretName = Field(description="Name of a secret in this stack's `secrets`.")
+    key: SecretKey = Field(description="Key inside that secret.")
+
+
+class VolumeMount(Model):
+    """A data mount: the team's shared file system, or the team's prefix of a platform bucket."""
+
+    source: Literal["shared", "datasets", "models", "logs"] = Field(
+        description="shared: the team's EFS volume (read-write). datasets, models, logs: the team's prefix "
+        "(`<bucket>/<team>/`) of that platform bucket, read-only through Mountpoint for S3 with the team's IAM role."
+    )
+    mount_path: MountPath = Field(description="Where the volume appears in the container (absolute path).")
+    sub_path: SubPath | None = Field(None, description="Mount only this directory of the volume.")
+    read_only: StrictBool | None = Field(
+        None, validate_default=True, description="Mount read-only. Default: true for bucket sources (always), false for shared."
+    )
+
+    @field_validator("read_only")
+    @classmethod
+    def _buckets_read_only(cls, value: bool | None, info: ValidationInfo) -> bool:
+        source = info.data.get("source")
+        if source in S3_VOLUMES and value is False:
+            raise problem(
+                f"bucket mounts are read-only (Mountpoint for S3 cannot modify files)",
+                "remove readOnly; write outputs to S3 with the SDK (CLOUDML_MODEL_DIR etc.) or to the shared volume",
+            )
+        return value if value is not None else source in S3_VOLUMES
+
+
 class WorkloadBase(Model):
     """Fields every workload kind has."""
 
     name: WorkloadName = Field(description="Workload name, unique in the stack; prefix of its Kubernetes objects.")
-    image: Image | None = Field(None, description="Container image (pinned tag or digest). Default: defaults.image.")
+    image: Image | None = Field(
+        None, description="Container image (pinned tag or digest). Default: the team's default image for this kind."
+    )
     command: list[str] = Field(default_factory=list, description="Container command (entrypoint override).")
     args: list[str] = Field(default_factory=list, description="Container arguments.")
     env: dict[EnvName, str] = Field(default_factory=dict, description="Environment variables (plain values, not secrets).")
+    secret_env: dict[EnvName, SecretEnvRef] = Field(
+        default_factory=dict, description="Environment variables read from the stack's `secrets` (never written in plain config)."
+    )
     cpu: CpuQuantity | None = Field(None, description="CPU request and limit. Default: defaults.cpu.")
     memory: MemoryQuantity | None = Field(None, description="Memory request and limit. Default: defaults.memory.")
     gpus: Count = Field(0, description="GPUs per pod (nvidia.com/gpu limit = request).")
     gpu_type: str | None = Field(None, description="GPU model (a pool's gpu type, e.g. a10g). Default: defaults.gpuType.")
+    volumes: list[VolumeMount] = Field(default_factory=list, description="Data mounts (shared EFS volume, read-only bucket prefixes).")
+    pre_commands: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Shell commands run (by /bin/sh in the container) before the main command; the first failure stops the pod.",
+    )
+    post_commands: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Shell commands run after the main command, whether it succeeded or not (its exit code is in "
+        "CLOUDML_EXIT_CODE and stays the container's exit code).",
+    )
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, description="Extra labels on every object.")
     annotations: dict[LabelKey, str] = Field(default_factory=dict, description="Extra annotations on every object.")
 
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env_not_plain(cls, value: dict, info: ValidationInfo) -> dict:
+        both = sorted(set(value) & set(info.data.get("env") or {}))
+        if both:
+            raise problem(f"sets {', '.join(both)}, which env sets too", "set each variable in env or in secretEnv, not both")
+        return value
 
-class TrainingWorkload(WorkloadBase):
+    @field_validator("volumes")
+    @classmethod
+    def _distinct_mount_paths(cls, value: list[VolumeMount]) -> list[VolumeMount]:
+        paths = [v.mount_path.rstrip("/") for v in value]
+        nested = sorted({a for a in paths for b in paths if a != b and b.startswith(a + "/")} | {p for p in paths if paths.count(p) > 1})
+        if nested:
+            raise problem(f"mounts more than one volume at or under {', '.join(nested)}", "give every volume its own mountPath")
+        return value
+
+
+class ModelOutput(Model):
+    """Mixin: training kinds export a model."""
+
+    model: ModelName | None = Field(
+        None, description="Model the run exports (models bucket: `<team>/<model>/<version>/`). Default: the workload name."
+    )
+
+    @property
+    def model_name(self) -> str:
+        return self.model or self.name
+
+
+class TrainingWorkload(ModelOutput, WorkloadBase):
     """A single-pod training run: a Job, or a CronJob with `schedule`."""
 
     kind: Literal["training"]
@@ -349,17 +443,26 @@ class TrainingWorkload(WorkloadBase):
     )
 
 
-class DistributedTrainingWorkload(WorkloadBase):
+class DistributedTrainingWorkload(ModelOutput, WorkloadBase):
     """Distributed TensorFlow as a JobSet (one replicated job per task type)."""
 
     kind: Literal["distributedTraining"]
     strategy: Literal["multiWorkerMirrored", "parameterServer"] = Field("multiWorkerMirrored", description="tf.distribute strategy.")
     chief: StrictInt = Field(0, ge=0, le=1, validate_default=True, description="Chief replicas (0 or 1; TensorFlow allows at most one).")
-    workers: PositiveCount = Field(2, description="Worker replicas.")
-    ps: Count = Field(0, validate_default=True, description="Parameter servers (parameterServer strategy only).")
+    workers: PositiveCount = Field(2, le=256, description="Worker replicas.")
+    ps: Count = Field(0, le=64, validate_default=True, description="Parameter servers (parameterServer strategy only).")
     evaluator: StrictInt = Field(0, ge=0, le=1, description="Evaluator replicas (0 or 1).")
-    gpus_per_worker: Count = Field(0, description="GPUs per worker (and chief) pod.")
+    gpus_per_worker: Count = Field(
+        0,
+        description="GPUs per worker and evaluator pod, and per chief pod with multiWorkerMirrored (the parameterServer "
+        "chief only coordinates; parameter servers get none).",
+    )
     max_restarts: StrictInt = Field(3, ge=0, le=100, description="Restarts of the whole group before the job fails.")
+    active_deadline: Duration | None = Field(
+        None,
+        description="Fail the job when one attempt of the group runs this long (e.g. 24h; the clock restarts when the "
+        "group restarts). Default: no deadline.",
+    )
 
     @field_validator("chief")
     @classmethod
@@ -378,19 +481,130 @@ class DistributedTrainingWorkload(WorkloadBase):
             raise problem("the parameterServer strategy needs parameter servers", "set ps to 1 or more")
         return value
 
+    @field_validator("gpus")
+    @classmethod
+    def _gpus_per_worker_instead(cls, value: int) -> int:
+        if value:
+            raise problem("is not used by distributedTraining", "set gpusPerWorker (GPUs of each worker, chief and evaluator pod)")
+        return value
+
+    @property
+    def replicas(self) -> dict[str, int]:
+        """Task type -> pod count, in TF_CONFIG's order; only task types with pods."""
+        counts = {"chief": self.chief, "worker": self.workers, "ps": self.ps, "evaluator": self.evaluator}
+        return {task: n for task, n in counts.items() if n}
+
+    def gpus_of(self, task: str) -> int:
+        """GPUs of one pod of this task type."""
+        if task == "ps" or (task == "chief" and self.strategy == "parameterServer"):
+            return 0
+        return self.gpus_per_worker
+
+    @property
+    def concurrent_gpus(self) -> int:
+        return sum(self.gpus_of(task) * n for task, n in self.replicas.items())
+
+
+class AutoscaleSpec(Model):
+    """KEDA autoscaling of a model service on its GPU utilization (and optionally request rate)."""
+
+    min_replicas: PositiveCount = Field(1, le=100, description="Fewest replicas.")
+    max_replicas: PositiveCount = Field(le=100, description="Most replicas; with the GPUs per replica this counts against the quota.")
+    gpu_utilization: StrictInt = Field(70, ge=1, le=100, description="Target average GPU utilization (%) of the service's pods.")
+    requests_per_second: Annotated[float, pydantic.Strict()] | Annotated[int, pydantic.Strict()] | None = Field(
+        None, gt=0, description="Also scale on TF Serving requests per second per replica (target). Default: GPU only."
+    )
+    # The HPA API caps stabilization windows at one hour.
+    scale_up_stabilization: Duration | None = Field(
+        None, le=3600, description="Wait this long before scaling up again (at most 1h). Default: none (fast)."
+    )
+    scale_down_stabilization: Duration = Field(
+        300, le=3600, description="Scale down only to the highest recommendation of this window (at most 1h)."
+    )
+
+    @field_validator("max_replicas")
+    @classmethod
+    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_replicas")
+        if low is not None and value < low:
+            raise problem(f"is below minReplicas ({low})", f"set maxReplicas to {low} or more, or lower minReplicas")
+        return value
+
+
+class BatchingSpec(Model):
+    """TensorFlow Serving server-side batching (`--enable_batching`)."""
+
+    max_batch_size: PositiveCount = Field(32, le=4096, description="Largest batch the server forms.")
+    batch_timeout_micros: Count = Field(1000, le=10_000_000, description="Longest wait to fill a batch (microseconds).")
+    max_enqueued_batches: PositiveCount = Field(100, le=100_000, description="Queued batches before requests are refused.")
+    num_batch_threads: PositiveCount = Field(4, le=256, description="Batches processed in parallel.")
+
 
 class ModelServiceWorkload(WorkloadBase):
-    """TensorFlow Serving of one model."""
+    """TensorFlow Serving of one model, read from the models bucket (`<team>/<model>/<version>/`)."""
 
     kind: Literal["modelService"]
     model: ModelName = Field(description="Model name (path under the team's prefix in the models bucket).")
+    version: PositiveCount | None = Field(
+        None, description="Serve only this version. Default: the highest version; a newly uploaded version is served without a redeploy."
+    )
+    version_labels: dict[VersionLabel, PositiveCount] = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="Version labels (e.g. stable: 3, canary: 4); the service serves exactly these versions.",
+    )
+    replicas: PositiveCount = Field(1, le=100, description="Replicas when autoscale is not set.")
+    autoscale: AutoscaleSpec | None = Field(None, description="Scale on GPU utilization with KEDA (replaces replicas).")
+    batching: BatchingSpec | None = Field(None, description="Server-side batching. Default: off.")
+    expose: Literal["cluster", "internal", "internet"] = Field(
+        "cluster",
+        description="cluster: ClusterIP Service. internal: an internal NLB in the VPC. internet: an internet-facing NLB "
+        "(only if the platform allows it, and only from sourceCidrs).",
+    )
+    source_cidrs: list[Cidr] = Field(
+        default_factory=list, validate_default=True, description="expose: internet only: client CIDRs the NLB accepts."
+    )
+
+    @field_validator("version_labels")
+    @classmethod
+    def _labels_or_version(cls, value: dict, info: ValidationInfo) -> dict:
+        if value and info.data.get("version") is not None:
+            raise problem("is set together with version", "pin one version with version, or serve labelled versions with versionLabels")
+        return value
+
+    @field_validator("autoscale")
+    @classmethod
+    def _autoscale_or_replicas(cls, value: AutoscaleSpec | None, info: ValidationInfo) -> AutoscaleSpec | None:
+        if value is not None and info.data.get("replicas", 1) != 1:
+            raise problem("is set together with replicas", "remove replicas; autoscale.minReplicas and maxReplicas decide")
+        return value
+
+    @field_validator("source_cidrs")
+    @classmethod
+    def _cidrs_only_for_internet(cls, value: list, info: ValidationInfo) -> list:
+        expose = info.data.get("expose")
+        if expose == "internet" and not value:
+            raise problem("an internet-facing service needs the client CIDRs it accepts", "list them in sourceCidrs")
+        if value and expose != "internet":
+            raise problem("is only used with expose: internet", "remove sourceCidrs, or set expose: internet")
+        if any(c.prefixlen == 0 for c in value):
+            raise problem("0.0.0.0/0 opens the service to the whole internet", "list your clients' CIDRs")
+        return value
+
+    @property
+    def max_pods(self) -> int:
+        return self.autoscale.max_replicas if self.autoscale else self.replicas
 
 
 class DevEnvironmentWorkload(WorkloadBase):
-    """JupyterLab + TensorBoard for one person."""
+    """JupyterLab + TensorBoard for one person, stopped when idle so its GPU goes back to the pool."""
 
     kind: Literal["devEnvironment"]
     idle_timeout: Duration = Field(7200, description="Stop the environment after it has been idle this long (default 2h).")
+    home_size: StorageQuantity = Field("50Gi", description="Size of the persistent home volume (counts against the storage quota).")
+    expose: Literal["portForward", "internal"] = Field(
+        "portForward", description="portForward: reach it with `kubectl port-forward`. internal: an internal NLB in the VPC."
+    )
 
 
 SweepValue = Union[Annotated[int, pydantic.Strict()], Annotated[float, pydantic.Strict()], str, bool]
@@ -405,31 +619,54 @@ class SweepWorkload(WorkloadBase):
         min_length=1, description="Parameter name -> values to try."
     )
     trials: PositiveCount | None = Field(
-        None, validate_default=True, description="Trials for random search (grid: the number of combinations)."
+        None, le=MAX_SWEEP_TRIALS, validate_default=True, description="Trials for random search (grid: the number of combinations)."
     )
+    seed: StrictInt = Field(0, ge=0, description="Seed of the random search (the same seed draws the same trials).")
     parallelism: PositiveCount = Field(1, description="Trials run at the same time (at most the number of trials).")
+    retries_per_trial: StrictInt = Field(1, ge=0, le=10, description="Retries of a failed trial (backoffLimitPerIndex).")
+    max_failed_trials: Count = Field(
+        0, validate_default=True, description="Failed trials tolerated before the sweep fails (maxFailedIndexes)."
+    )
+
+    @field_validator("parameters")
+    @classmethod
+    def _finite_values(cls, value: dict[str, list]) -> dict[str, list]:
+        # NaN and infinities have no JSON form (the trials ConfigMap): refused here, not at render time.
+        bad = sorted(name for name, values in value.items() if any(isinstance(v, float) and not math.isfinite(v) for v in values))
+        if bad:
+            raise problem(f"{', '.join(bad)} list a NaN or infinite value", "use finite numbers (or strings such as \"inf\")")
+        return value
 
     @field_validator("trials")
     @classmethod
     def _random_needs_trials(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if info.data.get("algorithm") == "random" and value is None:
+        algorithm = info.data.get("algorithm")
+        if algorithm == "random" and value is None:
             raise problem("random search needs a number of trials", "set trials to how many samples to run")
+        if algorithm == "grid" and value is not None:
+            raise problem("is decided by the grid (every combination)", "remove trials, or set algorithm: random")
+        parameters = info.data.get("parameters")
+        if algorithm == "grid" and parameters and _grid_size(parameters) > MAX_SWEEP_TRIALS:
+            raise problem(
+                f"the grid has {_grid_size(parameters)} combinations; a sweep may run at most {MAX_SWEEP_TRIALS} trials",
+                "try fewer values, or use algorithm: random with trials",
+            )
         return value
 
     @field_validator("parallelism")
     @classmethod
     def _parallelism_within_trials(cls, value: int, info: ValidationInfo) -> int:
-        parameters = info.data.get("parameters")
-        if parameters is None:
-            return value
-        if info.data.get("algorithm") == "random":
-            trials = info.data.get("trials")
-            if trials is None:
-                return value  # reported at `trials`
-        else:
-            trials = _grid_size(parameters)
-        if value > trials:
+        trials = _trials_so_far(info)
+        if trials is not None and value > trials:
             raise problem(f"is more than the {trials} trial(s) of the sweep", f"set parallelism to {trials} or less")
+        return value
+
+    @field_validator("max_failed_trials")
+    @classmethod
+    def _failures_within_trials(cls, value: int, info: ValidationInfo) -> int:
+        trials = _trials_so_far(info)
+        if trials is not None and value >= trials:
+            raise problem(f"tolerates every one of the {trials} trial(s) failing", f"set maxFailedTrials below {trials}")
         return value
 
     def trial_count(self) -> int:
@@ -437,17 +674,36 @@ class SweepWorkload(WorkloadBase):
         return (self.trials or 0) if self.algorithm == "random" else _grid_size(self.parameters)
 
 
+def _trials_so_far(info: ValidationInfo) -> int | None:
+    if info.data.get("parameters") is None:
+        return None
+    if info.data.get("algorithm") == "random":
+        return info.data.get("trials")  # None: reported at `trials`
+    return _grid_size(info.data["parameters"])
+
+
 def _grid_size(parameters: dict[str, list]) -> int:
     return math.prod(len(values) for values in parameters.values())
 
 
+class BucketPath(Model):
+    """A path under the team's own prefix of a platform bucket: `s3://<bucket>/<team>/<path>/`."""
+
+    bucket: Literal["datasets", "models", "checkpoints", "logs"] = Field("datasets", description="Which platform bucket.")
+    path: SubPath = Field(description="Path under the team's prefix, e.g. scoring/incoming.")
+
+
 class BatchPredictionWorkload(WorkloadBase):
-    """Batch inference over an S3 prefix."""
+    """Batch inference: the trainer image's predict mode over an S3 prefix, once or on a schedule."""
 
     kind: Literal["batchPrediction"]
-    model: ModelName = Field(description="Model name in the team's models prefix.")
-    input: str = Field(pattern=r"^s3://[a-z0-9.-]{3,63}/.*$", description="s3:// prefix of the input records.")
-    output: str = Field(pattern=r"^s3://[a-z0-9.-]{3,63}/.*$", description="s3:// prefix for the predictions.")
+    model: ModelName = Field(description="Model to predict with: the model of a training or distributedTraining workload, or a modelService's model.")
+    model_version: PositiveCount | None = Field(None, description="Model version. Default: the highest version at start.")
+    input: BucketPath = Field(description="Where the input records are: a path under the team's prefix of a platform bucket.")
+    output: BucketPath = Field(description="Where the predictions go: a path under the team's prefix of a platform bucket.")
+    schedule: CronSchedule | None = Field(None, description="Cron schedule; makes the Job a CronJob (concurrencyPolicy Forbid).")
+    backoff_limit: StrictInt = Field(2, ge=0, le=100, description="Pod retries before the Job fails.")
+    active_deadline: Duration | None = Field(None, description="Give up after this long. Default: no deadline.")
 
 
 class TensorboardWorkload(WorkloadBase):
@@ -455,6 +711,9 @@ class TensorboardWorkload(WorkloadBase):
 
     kind: Literal["tensorboard"]
     logs_from: WorkloadName = Field(description="Name of the training, distributedTraining or sweep workload whose logs to show.")
+    expose: Literal["portForward", "internal"] = Field(
+        "portForward", description="portForward: reach it with `kubectl port-forward`. internal: an internal NLB in the VPC."
+    )
 
 
 Workload = Annotated[
@@ -474,7 +733,11 @@ Workload = Annotated[
 class TeamDefaults(Model):
     """Values a workload takes when it does not set its own."""
 
-    image: Image | None = Field(None, description="Default container image (pinned tag or digest).")
+    image: Image | None = Field(
+        None, description="Default image of training, distributedTraining, sweep, batchPrediction and tensorboard workloads (the trainer)."
+    )
+    serving_image: Image = Field(DEFAULT_SERVING_IMAGE, description="Default image of modelService workloads (TensorFlow Serving).")
+    dev_image: Image = Field(DEFAULT_DEV_IMAGE, description="Default image of devEnvironment workloads (JupyterLab).")
     gpu_type: str | None = Field(None, description="Default GPU model for workloads that ask for GPUs.")
     cpu: CpuQuantity = Field("2", description="Default CPU request and limit.")
     memory: MemoryQuantity = Field("8Gi", description="Default memory request and limit.")
@@ -490,6 +753,11 @@ class TeamSpec(Model):
         description="The platform stack this team runs on: <org>/<project>/<stack> (StackReference name).",
     )
     defaults: TeamDefaults = Field(default_factory=TeamDefaults, description="Workload defaults.")
+    secrets: dict[SecretName, Annotated[dict[SecretKey, SecretStr], Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description="Kubernetes Secrets of the team: name -> key -> value. Set every value with "
+        "`pulumi config set --secret --path 'cloudml:team.secrets.<name>.<key>'`; workloads read them with secretEnv.",
+    )
     workloads: list[Workload] = Field(default_factory=list, description="The team's workloads.")
 
     @property
@@ -637,7 +905,7 @@ def team_problems(spec: TeamSpec) -> list[ConfigProblem]:
                 f"shorten it to {62 - len(spec.name)} characters or fewer",
                 display_value(workload.name),
             ))
-        if workload.image is None and spec.defaults.image is None:
+        if workload.image is None and spec.defaults.image is None and workload.kind not in OWN_DEFAULT_IMAGE_KINDS:
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, [*path, "image"]),
                 "is not set and there is no defaults.image",
@@ -656,7 +924,57 @@ def team_problems(spec: TeamSpec) -> list[ConfigProblem]:
                 "is not set and there is no defaults.gpuType, but the workload asks for GPUs",
                 "set gpuType on the workload (e.g. a10g) or defaults.gpuType for the stack",
             ))
+        for name, ref in workload.secret_env.items():
+            keys = spec.secrets.get(ref.secret)
+            if keys is None:
+                problems.append(ConfigProblem(
+                    format_path(TEAM_KEY, [*path, "secretEnv", name, "secret"]),
+                    "names no secret of this stack",
+                    f"add it under cloudml:team.secrets, or use one of: {', '.join(sorted(spec.secrets)) or '(none defined)'}",
+                    display_value(ref.secret),
+                ))
+            elif ref.key not in keys:
+                problems.append(ConfigProblem(
+                    format_path(TEAM_KEY, [*path, "secretEnv", name, "key"]),
+                    f"is not a key of secret {ref.secret}",
+                    f"use one of: {', '.join(sorted(keys))}, or add the key to the secret",
+                    display_value(ref.key),
+                ))
+        if (workload.pre_commands or workload.post_commands) and not workload.command and workload.kind in COMMAND_REQUIRED_KINDS:
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, [*path, "command"]),
+                "is not set, but preCommands/postCommands wrap the main command",
+                "set command (the image's entrypoint and its arguments), or remove preCommands and postCommands",
+            ))
+        for name in sorted(KIND_RESERVED_ENV.get(workload.kind, frozenset()) & (set(workload.env) | set(workload.secret_env))):
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, [*path, "env" if name in workload.env else "secretEnv", name]),
+                f"is set by cloudml for a {workload.kind}",
+                "remove it (the access token comes from the generated Secret, HOME is the home volume)",
+            ))
+        reserved_path = KIND_RESERVED_PATHS.get(workload.kind)
+        for j, mount in enumerate(workload.volumes if reserved_path else []):
+            trimmed = mount.mount_path.rstrip("/")
+            # At or above the path hides the kind's own volume; below a read-only one (TensorBoard's
+            # logs) the mount point cannot be created. A dev environment may nest mounts in its home.
+            hides = trimmed == reserved_path or reserved_path.startswith(trimmed + "/")
+            inside_read_only = workload.kind == "tensorboard" and trimmed.startswith(reserved_path + "/")
+            if hides or inside_read_only:
+                problems.append(ConfigProblem(
+                    format_path(TEAM_KEY, [*path, "volumes", j, "mountPath"]),
+                    f"overlaps {reserved_path}, where a {workload.kind} mounts its own volume",
+                    f"mount it elsewhere, outside {reserved_path}",
+                    display_value(mount.mount_path),
+                ))
+        if isinstance(workload, TensorboardWorkload) and workload.gpus:
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, [*path, "gpus"]),
+                "is more than 0, but TensorBoard does not use GPUs",
+                "remove gpus from the tensorboard workload",
+                display_value(workload.gpus),
+            ))
     kinds = {w.name: w.kind for w in spec.workloads}
+    models = model_names(spec)
     for i, workload in enumerate(spec.workloads):
         if isinstance(workload, TensorboardWorkload) and kinds.get(workload.logs_from) not in TRAINING_LIKE_KINDS:
             problems.append(ConfigProblem(
@@ -665,11 +983,50 @@ def team_problems(spec: TeamSpec) -> list[ConfigProblem]:
                 f"use one of: {', '.join(n for n, k in kinds.items() if k in TRAINING_LIKE_KINDS) or '(none defined)'}",
                 display_value(workload.logs_from),
             ))
+        if isinstance(workload, BatchPredictionWorkload) and workload.model not in models:
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, ["workloads", i, "model"]),
+                "is a model no training, distributedTraining or modelService workload of this stack names",
+                f"use one of: {', '.join(sorted(models)) or '(none defined)'}",
+                display_value(workload.model),
+            ))
     return problems
 
 
+# Kinds with a default image of their own (defaults.servingImage, defaults.devImage).
+OWN_DEFAULT_IMAGE_KINDS = ("modelService", "devEnvironment")
+# Environment variables a kind's template sets itself (CLOUDML_* and TF_CONFIG are refused for every kind).
+KIND_RESERVED_ENV = {"devEnvironment": frozenset({"JUPYTER_TOKEN", "HOME"})}
+# Where a kind mounts its own volume: the home of a dev environment, the logs TensorBoard reads.
+KIND_RESERVED_PATHS = {"devEnvironment": "/home/cloudml", "tensorboard": "/logs"}
+# Kinds whose container command is the user's (the others run a command cloudml knows).
+COMMAND_REQUIRED_KINDS = ("training", "distributedTraining", "sweep")
+
+
+def model_names(spec: TeamSpec) -> set[str]:
+    """Models the stack produces (training kinds) or serves (modelService)."""
+    names = {w.model_name for w in spec.workloads if isinstance(w, (TrainingWorkload, DistributedTrainingWorkload))}
+    return names | {w.model for w in spec.workloads if isinstance(w, ModelServiceWorkload)}
+
+
 def requested_gpus(workload: WorkloadBase) -> int:
-    """GPUs one pod of the workload asks for."""
+    """GPUs one GPU pod of the workload asks for."""
     if isinstance(workload, DistributedTrainingWorkload):
         return workload.gpus_per_worker
+    return workload.gpus
+
+
+ROLLOUT_SURGE = 1
+
+
+def concurrent_gpus(workload: WorkloadBase) -> int:
+    """GPUs the workload can hold at once: what counts against the team's quota."""
+    if isinstance(workload, DistributedTrainingWorkload):
+        return workload.concurrent_gpus
+    if isinstance(workload, ModelServiceWorkload):
+        # A rolling update starts one extra pod before it stops an old one (maxSurge 1): at the quota
+        # without room for it, every rollout would wait for GPUs forever.
+        return workload.gpus * (workload.max_pods + ROLLOUT_SURGE)
+    if isinstance(workload, SweepWorkload):
+        return workload.gpus * workload.parallelism
     return workload.gpus

@@ -30,7 +30,8 @@ from cloudml.cli import app
 from conftest import REPO, STACKS, sample_config, write_stack
 
 CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
-VISION_MANIFESTS = {"vision-data-prep.yaml", "vision-resnet-baseline.yaml", "vision-resnet-nightly.yaml"}
+VISION_WORKLOADS = [w["name"] for w in sample_config("team-vision")["cloudml:team"]["workloads"]]
+VISION_MANIFESTS = {"vision.yaml", *(f"vision-{w}.yaml" for w in VISION_WORKLOADS)}
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 NO_COLOR_ENV = {"FORCE_COLOR": None, "NO_COLOR": "1", "TERM": "dumb"}
 
@@ -81,30 +82,42 @@ def test_plan_team_exits_zero_quietly(vision):
 
 
 def test_plan_prints_the_resource_tree(vision):
-    """stdout shows the Team component and, under it, each workload ConfigGroup with the object it holds."""
+    """stdout shows the Team component and, under it, each workload ConfigGroup with the objects it holds,
+    the generated token and its Secret, the provider and the platform reference."""
     result, _ = vision
     lines = result.stdout.splitlines()
-    expected = [
+    assert lines[:3] == [
         "Plan for stack team-vision (team): what `pulumi preview` would create, computed offline under mocks",
         "stack team-vision",
-        "└── cloudml:team:Team vision (5 resources)",
-        "    ├── kubernetes:yaml/v2:ConfigGroup vision-data-prep (1 Kubernetes object: Job/data-prep)",
-        "    ├── kubernetes:yaml/v2:ConfigGroup vision-resnet-baseline (1 Kubernetes object: Job/resnet-baseline)",
-        "    ├── kubernetes:yaml/v2:ConfigGroup vision-resnet-nightly (1 Kubernetes object: CronJob/resnet-nightly)",
-        "    ├── pulumi:providers:kubernetes vision-k8s",
-        "    └── pulumi:pulumi:StackReference vision-platform (read)",
-        "6 resources; 3 Kubernetes objects (1 CronJob, 2 Job)",
+        "└── cloudml:team:Team vision (13 resources)",
     ]
-    assert lines[: len(expected)] == expected
+    for line in [
+        "    ├── kubernetes:yaml/v2:ConfigGroup vision-alice (3 Kubernetes objects: PersistentVolumeClaim/alice-home, "
+        "Job/alice, Service/alice)",
+        "    ├── kubernetes:yaml/v2:ConfigGroup vision-data-prep (1 Kubernetes object: Job/data-prep)",
+        "    ├── kubernetes:yaml/v2:ConfigGroup vision-resnet-dist (1 Kubernetes object: JobSet/resnet-dist)",
+        "    ├── kubernetes:yaml/v2:ConfigGroup vision-resnet-lr (2 Kubernetes objects: ConfigMap/resnet-lr-trials, "
+        "Job/resnet-lr)",
+        "    ├── kubernetes:yaml/v2:ConfigGroup vision-resnet-nightly (1 Kubernetes object: CronJob/resnet-nightly)",
+        "    ├── kubernetes:core/v1:Secret vision-alice-token-secret",
+        "    ├── pulumi:providers:kubernetes vision-k8s",
+        "    ├── pulumi:pulumi:StackReference vision-platform (read)",
+        "    └── random:index/randomPassword:RandomPassword vision-alice-token",
+        "14 resources; 17 Kubernetes objects (2 ConfigMap, 2 CronJob, 2 Deployment, 4 Job, 1 JobSet, "
+        "1 PersistentVolumeClaim, 1 PodDisruptionBudget, 1 Secret, 3 Service)",
+    ]:
+        assert line in lines, line
 
 
 def test_plan_prints_the_gpu_budget_and_where_it_wrote(vision):
-    """stdout ends with the team's GPU budget against its quota and the paths it wrote."""
+    """stdout ends with the team's GPU budget against its quota (GPUs held at once: pods x GPUs) and the paths it wrote."""
     result, out = vision
     lines = result.stdout.splitlines()
-    assert "GPU budget: workloads request 5 of the team's 16 GPU quota (headroom 11)" in lines
-    assert "  resnet-baseline: 1 x a10g" in lines and "  resnet-nightly: 4 x a10g" in lines
-    assert "  data-prep: 0 x None" not in result.stdout  # CPU-only workloads are not listed
+    assert "GPU budget: workloads can hold 13 of the team's 16 GPU quota at once (headroom 3)" in lines
+    assert "  resnet-baseline: 1 x a10g (1 per pod)" in lines and "  resnet-nightly: 2 x a10g (2 per pod)" in lines
+    assert "  resnet-dist: 4 x a10g (2 per pod)" in lines  # 2 workers x 2 GPUs
+    assert "  resnet: 3 x a10g (1 per pod)" in lines  # 2 replicas + 1 rolling-update surge
+    assert "data-prep:" not in result.stdout  # CPU-only workloads are not listed
     assert f"Wrote {out}/team-vision/plan.json and {out}/team-vision/manifests/" in lines
 
 
@@ -116,23 +129,33 @@ def test_plan_json_is_valid_and_sorted_by_urn(vision):
     urns = [r["urn"] for r in plan["resources"]]
     assert urns == sorted(urns) and len(set(urns)) == len(urns) == plan["summary"]["resources"]
     groups = sorted(r["name"] for r in plan["resources"] if r["type"] == CONFIG_GROUP)
-    assert groups == ["vision-data-prep", "vision-resnet-baseline", "vision-resnet-nightly"]
-    kinds = {o["object"]["metadata"]["name"]: o["object"]["kind"] for o in plan["kubernetesObjects"]}
-    assert kinds == {"data-prep": "Job", "resnet-baseline": "Job", "resnet-nightly": "CronJob"}
-    assert plan["gpuBudget"]["requestedGpus"] == 5 and plan["gpuBudget"]["quotaGpus"] == 16
+    assert groups == sorted(f"vision-{w}" for w in VISION_WORKLOADS)
+    kinds = sorted((o["object"]["kind"], o["object"]["metadata"]["name"]) for o in plan["kubernetesObjects"])
+    assert kinds == sorted([
+        ("Secret", "alice-token"), ("PersistentVolumeClaim", "alice-home"), ("Job", "alice"), ("Service", "alice"),
+        ("Job", "data-prep"), ("CronJob", "nightly-scores"), ("ConfigMap", "resnet-serving"), ("Deployment", "resnet"),
+        ("Service", "resnet"), ("PodDisruptionBudget", "resnet"), ("Job", "resnet-baseline"), ("JobSet", "resnet-dist"),
+        ("ConfigMap", "resnet-lr-trials"), ("Job", "resnet-lr"), ("CronJob", "resnet-nightly"),
+        ("Deployment", "resnet-tb"), ("Service", "resnet-tb"),
+    ])
+    assert plan["gpuBudget"]["requestedGpus"] == 13 and plan["gpuBudget"]["quotaGpus"] == 16
 
 
 def test_one_manifest_per_workload_config_group(vision):
-    """manifests/ holds `<team>-<workload>.yaml` for each ConfigGroup, each with that workload's objects."""
+    """manifests/ holds `<team>-<workload>.yaml` for each ConfigGroup with that workload's objects (named after
+    it, in the team namespace, labelled with the team), and `<team>.yaml` for the Team's own Secrets."""
     _, out = vision
     manifests = out / "team-vision" / "manifests"
     assert {p.name for p in manifests.iterdir()} == VISION_MANIFESTS
-    for file in sorted(VISION_MANIFESTS):
-        workload = file.removeprefix("vision-").removesuffix(".yaml")
-        objects = list(yaml.safe_load_all((manifests / file).read_text(encoding="utf-8")))
-        assert [(o["metadata"]["name"], o["metadata"]["namespace"]) for o in objects] == [(workload, "team-vision")]
-        assert objects[0]["kind"] == ("CronJob" if workload == "resnet-nightly" else "Job")
-        assert objects[0]["metadata"]["labels"]["cloudml.io/team"] == "vision"
+    for workload in VISION_WORKLOADS:
+        objects = list(yaml.safe_load_all((manifests / f"vision-{workload}.yaml").read_text(encoding="utf-8")))
+        assert objects
+        for obj in objects:
+            assert obj["metadata"]["name"].startswith(workload) and obj["metadata"]["namespace"] == "team-vision"
+            assert obj["metadata"]["labels"]["cloudml.io/team"] == "vision"
+    team_objects = list(yaml.safe_load_all((manifests / "vision.yaml").read_text(encoding="utf-8")))
+    assert [(o["kind"], o["metadata"]["name"], o["stringData"]) for o in team_objects] == [
+        ("Secret", "alice-token", {"token": "[secret]"})]
 
 
 def test_two_runs_write_byte_identical_output(vision, tmp_path):
@@ -140,7 +163,7 @@ def test_two_runs_write_byte_identical_output(vision, tmp_path):
     _, first = vision
     completed = cloudml_subprocess("team-vision", "--stacks-dir", "stacks", "--out", tmp_path)
     assert completed.returncode == 0, completed.stderr
-    assert "└── cloudml:team:Team vision (5 resources)" in completed.stdout
+    assert "└── cloudml:team:Team vision (13 resources)" in completed.stdout
     first_files, second_files = files_of(first / "team-vision"), files_of(tmp_path / "team-vision")
     assert set(second_files) == {"plan.json", *(f"manifests/{f}" for f in VISION_MANIFESTS)}
     assert second_files == first_files
@@ -166,7 +189,7 @@ def test_all_plans_every_stack_platform_first(tmp_path):
     for stack in ("platform-dev", "team-nlp", "team-vision"):
         assert json.loads((tmp_path / stack / "plan.json").read_text(encoding="utf-8"))["stack"] == stack
     assert {p.name for p in (tmp_path / "team-nlp" / "manifests").iterdir()} == {
-        "nlp-bert-finetune.yaml", "nlp-tokenizer-refresh.yaml"}
+        "nlp.yaml", *(f"nlp-{w['name']}.yaml" for w in sample_config("team-nlp")["cloudml:team"]["workloads"])}
 
 
 @pytest.mark.parametrize("args", [pytest.param(["team-vision", "--all"], id="both"), pytest.param([], id="neither")])
@@ -202,7 +225,7 @@ INVALID = {
         ["cloudml:team.platformStack: is required. Fix: add it: the platform stack this team runs on: "
          "<org>/<project>/<stack> (StackReference name).",
          'cloudml:team.platfromStack: unknown key (got "organization/cloudml/platform-dev"). Fix: did you mean '
-         "`platformStack`? remove it or use one of: defaults, name, platformStack, workloads"],
+         "`platformStack`? remove it or use one of: defaults, name, platformStack, secrets, workloads"],
     ),
     "team-negative-gpus": (
         lambda t: t["workloads"][1].update(gpus=-4),
@@ -238,14 +261,18 @@ INVALID = {
     ),
     "team-unoffered-default-gpu": (
         lambda t: t["defaults"].update(gpuType="t4"),
-        ['cloudml:team.workloads[0] (via defaults.gpuType): GPU type t4 is offered by no GPU pool of '
-         'organization/cloudml/platform-dev (got "t4"). Fix: use one of: a10g, l4',
-         'cloudml:team.workloads[1] (via defaults.gpuType): GPU type t4 is offered by no GPU pool of '
-         'organization/cloudml/platform-dev (got "t4"). Fix: use one of: a10g, l4'],
+        # Every workload that asks for GPUs without its own gpuType (data-prep, nightly-scores and resnet-tb do not).
+        [f'cloudml:team.workloads[{i}] (via defaults.gpuType): GPU type t4 is offered by no GPU pool of '
+         'organization/cloudml/platform-dev (got "t4"). Fix: use one of: a10g, l4' for i in (0, 1, 3, 4, 5, 6)],
     ),
     "team-too-many-gpus": (
         lambda t: t["workloads"][1].update(gpus=8),
-        ["cloudml:team.workloads[1].gpus: asks for 8 GPUs in one pod, but the largest a10g node has 4 (got 8). "
+        # 8 GPUs in one pod fit no node, and also take the stack over the team's quota: both reported at once.
+        ["cloudml:team.workloads: can hold 19 GPUs at once (resnet-baseline 1, resnet-nightly 8, resnet-dist 4, "
+         "resnet 3, alice 1, resnet-lr 2), more than the team's quota of 16; Kubernetes would leave the excess pods "
+         "pending (got 19). Fix: lower gpus, replicas, parallelism or worker counts, or ask the platform team to raise "
+         "the quota (cloudml:platform.teams.vision.gpuQuota)",
+         "cloudml:team.workloads[1].gpus: asks for 8 GPUs in one pod, but the largest a10g node has 4 (got 8). "
          "Fix: request 4 or fewer GPUs per pod, or add a pool with larger a10g nodes to the platform"],
     ),
 }

@@ -1,7 +1,10 @@
-"""Every Kubernetes object the sample stacks would create is valid Kubernetes 1.31.
+"""Every Kubernetes object the sample stacks would create is valid Kubernetes 1.31, and every team
+workload pod passes Pod Security `restricted`.
 
-Checked against the official OpenAPI schemas that `kubernetes-validate` ships (strict: unknown
-fields are errors), one test per object so a failure names stack, manifest file, kind and name.
+Built-in kinds are checked against the official OpenAPI schemas that `kubernetes-validate` ships,
+custom kinds (JobSet, ScaledObject, ...) against the CRD schemas in ../shared/crds (tests/k8s_schema.py;
+strict: unknown fields are errors), one test per object so a failure names stack, manifest file, kind
+and name.
 The written manifest files are also read back the way kubectl reads YAML, to prove that what a
 reviewer would `kubectl apply` is the same valid object.
 """
@@ -20,8 +23,10 @@ from kubernetes_validate.utils import ValidationError
 
 from cloudml.plan import Planner, StackPlan, manifest_files
 from cloudml.stackfile import list_stacks
+from k8s_schema import KUBERNETES_VERSION, schema_errors
+from policies.pod_security import restricted_violations
+from workload_fixtures import pod_templates
 
-KUBERNETES_VERSION = "1.31.0"
 REPO = Path(__file__).resolve().parent.parent
 STACKS = REPO / "stacks"
 
@@ -78,12 +83,9 @@ def _file_params() -> list:
 
 
 def _validate(obj: dict, where: str) -> None:
-    try:
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        return
-    except ValidationError as error:
-        message = str(error)
-    pytest.fail(f"{where} is not a valid Kubernetes {KUBERNETES_VERSION} object:\n{message}", pytrace=False)
+    errors = schema_errors(obj)
+    if errors:
+        pytest.fail(f"{where} is not a valid Kubernetes {KUBERNETES_VERSION} object:\n" + "\n".join(errors), pytrace=False)
 
 
 @pytest.mark.parametrize(("stack", "index", "identity"), _object_params())
@@ -178,3 +180,35 @@ def test_manifest_file_read_by_kubectl_is_the_planned_valid_objects(sample_plans
     for obj in read:
         _validate(obj, f"{stack}/{file} as kubectl reads it: {_identity(obj)}")
     assert read == planned, f"{stack}/{file} does not read back as the planned objects under go-yaml's rules"
+
+
+# --- Pod Security `restricted` for every team workload ------------------------------------------
+
+
+def _team_pods(plan: StackPlan) -> list[tuple[str, dict]]:
+    return [
+        (f"{item.file}: {item.object['kind']}/{item.object['metadata']['name']}", pod)
+        for item in plan.objects
+        for pod in pod_templates(item.object)
+    ]
+
+
+@pytest.mark.parametrize("stack", [s for s in list_stacks(STACKS) if s.startswith("team-")])
+def test_every_team_workload_pod_passes_pod_security_restricted(sample_plans, stack):
+    """The namespace enforces `restricted`: a pod that breaks it would be refused at admission."""
+    pods = _team_pods(sample_plans[stack])
+    assert len(pods) >= 5, f"{stack}: only {len(pods)} pod templates found; the check would prove little"
+    broken = {where: restricted_violations(pod["spec"]) for where, pod in pods if restricted_violations(pod["spec"])}
+    assert broken == {}
+
+
+def test_pod_security_check_names_each_missing_field():
+    """The checker the test above relies on does fail: a bare pod breaks four controls, each named."""
+    assert restricted_violations({"containers": [{"name": "main", "image": "busybox:1"}]}) == [
+        "spec.containers[0] (main).securityContext.allowPrivilegeEscalation is not set to false: set it to false",
+        "spec.containers[0] (main).securityContext.runAsNonRoot is not true (neither here nor in the pod's "
+        "securityContext): set it to true",
+        "spec.containers[0] (main).securityContext.seccompProfile is not set (neither here nor in the pod's "
+        "securityContext): set type RuntimeDefault",
+        "spec.containers[0] (main).securityContext.capabilities.drop does not contain ALL: drop ALL",
+    ]

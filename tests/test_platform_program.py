@@ -196,6 +196,32 @@ def test_tenancy_uses_the_cluster_provider_after_admin_access(sample_plans):
         assert resources["ml-dev-cluster-admin-platform-admins-b53a6aa1-policy"]["urn"] in group["dependsOn"]
 
 
+def test_team_volumes_mount_the_platform_buckets_with_the_pod_role(sample_plans):
+    """Each team's volumes group holds Mountpoint volumes of the platform's own datasets, models and logs
+    buckets (the `buckets` output) in the stack's region, authenticated with the pod's role, and the
+    `shared` claim; it comes after the team's namespace, and team namespaces after the EFS StorageClass."""
+    plan = sample_plans["platform-dev"]
+    resources = by_name(plan)
+    for team in ("vision", "nlp"):
+        group = resources[f"ml-dev-tenancy-{team}-volumes"]
+        pvs = {o["metadata"]["name"]: o["spec"] for o in group["inputs"]["objs"] if o["kind"] == "PersistentVolume"}
+        assert {name: pv["csi"]["volumeAttributes"] for name, pv in pvs.items()} == {
+            f"{team}-{source}": {"bucketName": plan.outputs["buckets"][source], "authenticationSource": "pod"}
+            for source in ("datasets", "models", "logs")}
+        assert all(pv["mountOptions"][:3] == [f"prefix {team}/", "read-only", "region us-west-2"] for pv in pvs.values())
+        claims = sorted(o["metadata"]["name"] for o in group["inputs"]["objs"] if o["kind"] == "PersistentVolumeClaim")
+        assert claims == ["datasets", "logs", "models", "shared"]
+        assert resources[f"ml-dev-tenancy-{team}"]["urn"] in group["dependsOn"]
+        assert resources["ml-dev-storage-efs-storage-class"]["urn"] in resources[f"ml-dev-tenancy-{team}"]["dependsOn"]
+
+
+def test_mountpoint_driver_role_has_no_policy(sample_plans):
+    """The Mountpoint for S3 driver's own IRSA role carries no inline or managed policy: S3 access of team
+    volumes comes from each pod's own role."""
+    names = [r["name"] for r in sample_plans["platform-dev"].resources if r["name"].startswith("ml-dev-storage-s3-csi-irsa")]
+    assert sorted(names) == ["ml-dev-storage-s3-csi-irsa", "ml-dev-storage-s3-csi-irsa-role"]
+
+
 def test_outputs_for_team_stacks(sample_plans):
     """The platform exports what team stacks read; the kubeconfig is a secret (redacted in the plan)."""
     plan = sample_plans["platform-dev"]
@@ -203,9 +229,10 @@ def test_outputs_for_team_stacks(sample_plans):
     assert plan.secret_outputs == ["kubeconfig"]
     assert plan.outputs["clusterName"] == "ml-dev"
     teams = {t: {k: v for k, v in o.items() if k != "roleArn"} for t, o in plan.outputs["teams"].items()}
+    volumes = {"shared": "shared", "datasets": "datasets", "models": "models", "logs": "logs"}
     assert teams == {
-        "vision": {"namespace": "team-vision", "serviceAccount": "vision-workloads", "gpuQuota": 16},
-        "nlp": {"namespace": "team-nlp", "serviceAccount": "nlp-workloads", "gpuQuota": 8},
+        "vision": {"namespace": "team-vision", "serviceAccount": "vision-workloads", "gpuQuota": 16, "volumes": volumes},
+        "nlp": {"namespace": "team-nlp", "serviceAccount": "nlp-workloads", "gpuQuota": 8, "volumes": volumes},
     }
     assert all(o["roleArn"].startswith("arn:aws:iam::111122223333:role/") for o in plan.outputs["teams"].values())
     assert sorted(plan.outputs["buckets"]) == ["checkpoints", "datasets", "logs", "models"]

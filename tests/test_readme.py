@@ -131,6 +131,21 @@ def contract_models() -> tuple[dict[str, type[BaseModel]], dict[str, list[type[B
                 child = f"{path}.{key}"
             if len(models) > 1:
                 unions[child] = models
+                # Nested models of the members: under `(every kind)` when every member has the field,
+                # under `(kind: <tag>)` otherwise.
+                shared = set.intersection(*(set(m.model_fields) for m in models))
+                for member in models:
+                    for member_name, member_field in member.model_fields.items():
+                        nested = _models_in(member_field.annotation)
+                        if len(nested) != 1:
+                            continue
+                        scope = "every kind" if member_name in shared else f"kind: {_kind_tag(member)}"
+                        member_key = member_field.alias or member_name
+                        inner = typing.get_origin(_strip(member_field.annotation))
+                        suffix = (f".{member_key}[]" if inner is list
+                                  else f".{member_key}.<{member_key.removesuffix('s')}>" if inner is dict
+                                  else f".{member_key}")
+                        walk(nested[0], f"{child} ({scope}){suffix}")
             else:
                 walk(models[0], child)
 

@@ -1,8 +1,10 @@
 """The renderer, field by field: `components.render` for the `training` kind, its `q` filter
 (`yaml_scalar`). The tenancy template is tested in test_tenancy.py.
 
-Every test builds its input the way a stack does (`load_team` / `load_platform` on camelCase config,
-`PlatformView.from_outputs` on the platform's outputs), renders, and asserts on the parsed objects.
+Every test builds its input the way a stack does (`load_team` on camelCase config,
+`PlatformView.from_outputs` on the platform's outputs, both from tests/workload_fixtures.py),
+renders, and asserts on the parsed objects; every training object rendered is also checked against
+the Kubernetes 1.31 schema and Pod Security `restricted`.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from components.render import (
     render_template,
     yaml_scalar,
 )
-from components.spec import load_platform, load_team
+from components.spec import load_team
+from components.workloads import KIND_VALUES
+from k8s_schema import schema_errors
+from policies.pod_security import restricted_violations
+from workload_fixtures import BUCKETS, IMAGE, NAMESPACE, SERVICE_ACCOUNT, VOLUME_CLAIMS, platform_outputs, team_config
+from workload_fixtures import platform_view as fixture_platform_view
 
-IMAGE = "111122223333.dkr.ecr.us-west-2.amazonaws.com/cloudml/trainer:0.1.0"
 OTHER_IMAGE = "ghcr.io/example/other-trainer:2.0.1"
-PLATFORM_STACK = "org/cloudml/platform-x"
-ADMIN = "arn:aws:iam::111122223333:role/platform-admins"
 
 STANDARD_LABEL_KEYS = {
     "app.kubernetes.io/name",
@@ -47,37 +51,23 @@ LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def platform_view(team: str = "vision", namespace: str = "ns-of-vision", service_account: str = "sa-of-vision") -> PlatformView:
-    """A platform's outputs as a team stack reads them; namespace/SA deliberately not the defaults
-    so the tests prove they come from the view and not from a naming convention."""
-    return PlatformView.from_outputs(
-        {
-            "clusterName": "ml-x",
-            "kubeconfig": "{}",
-            "teams": {team: {"namespace": namespace, "serviceAccount": service_account, "gpuQuota": 16}},
-            "gpuPools": {
-                "a10g": {"gpuType": "a10g", "gpusPerNode": 4, "maxNodes": 4, "capacity": "on-demand"},
-                "l4-spot": {"gpuType": "l4", "gpusPerNode": 1, "maxNodes": 8, "capacity": "spot"},
-            },
-        },
-        PLATFORM_STACK,
-    )
+def platform_view(team: str = "vision", namespace: str = NAMESPACE, service_account: str = SERVICE_ACCOUNT) -> PlatformView:
+    """The fixtures' platform outputs (buckets, volume claims and all) with this tenant; namespace
+    and service account deliberately not the naming convention's, so tests prove they come from
+    the view."""
+    tenant = {**platform_outputs(team)["teams"][team], "namespace": namespace, "serviceAccount": service_account}
+    return fixture_platform_view(team, teams={team: tenant})
 
 
-def team_config(*workloads: dict, name: str = "vision", defaults: dict | None = None) -> dict:
-    return {
-        "name": name,
-        "platformStack": PLATFORM_STACK,
-        "defaults": {"image": IMAGE, "gpuType": "a10g"} if defaults is None else defaults,
-        "workloads": list(workloads),
-    }
-
-
-def render_one(workload: dict, *, team: str = "vision", defaults: dict | None = None, view: PlatformView | None = None) -> dict:
-    """Render the single workload `workload` (camelCase config) and return its only object."""
-    spec = load_team(team_config({"kind": "training", "name": "job", **workload}, name=team, defaults=defaults))
+def render_one(workload: dict, *, team: str = "vision", defaults: dict | None = None, view: PlatformView | None = None,
+               secrets: dict | None = None) -> dict:
+    """Render the single workload `workload` (camelCase config) and return its only object, after
+    checking it against the Kubernetes 1.31 schema and its pod against Pod Security `restricted`."""
+    spec = load_team(team_config({"kind": "training", "name": "job", **workload}, name=team, defaults=defaults, secrets=secrets or {}))
     objects = render("training", WorkloadContext(spec, spec.workloads[0], view or platform_view(team)))
     assert len(objects) == 1, objects
+    assert schema_errors(objects[0]) == []
+    assert restricted_violations(pod_spec(objects[0])) == []
     return objects[0]
 
 
@@ -354,9 +344,22 @@ def test_pod_passes_pod_security_restricted_field_by_field(extra):
         assert sc.get("seccompProfile", {"type": "RuntimeDefault"})["type"] in ("RuntimeDefault", "Localhost")
         for port in container.get("ports", []):
             assert "hostPort" not in port
+    assert restricted_violations(spec) == []
 
 
 # --- command / args / env ---------------------------------------------------------------------
+
+
+def run_env_of(name: str = "job", model: str | None = None) -> list[dict]:
+    """The env cloudml gives a training container, before the workload's own."""
+    return [
+        {"name": "CLOUDML_TEAM", "value": "vision"},
+        {"name": "CLOUDML_WORKLOAD", "value": name},
+        {"name": "CLOUDML_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}}},
+        {"name": "CLOUDML_CHECKPOINT_DIR", "value": f"s3://{BUCKETS['checkpoints']}/vision/{name}/$(CLOUDML_RUN_ID)/"},
+        {"name": "CLOUDML_LOG_DIR", "value": f"s3://{BUCKETS['logs']}/vision/{name}/$(CLOUDML_RUN_ID)/"},
+        {"name": "CLOUDML_MODEL_DIR", "value": f"s3://{BUCKETS['models']}/vision/{model or name}/"},
+    ]
 
 
 def test_command_args_and_env_are_written_as_given_in_order():
@@ -371,16 +374,67 @@ def test_command_args_and_env_are_written_as_given_in_order():
     assert container["args"] == ["--lr", "3e-5", "--epochs", "30", "--flag", "true", "--none", "null", "--empty", ""]
     assert all(isinstance(a, str) for a in container["args"])
     assert container["env"] == [
+        *run_env_of(),
         {"name": "B_SECOND", "value": "2"},
         {"name": "A_FIRST", "value": "yes"},
         {"name": "EMPTY", "value": ""},
     ]
 
 
-def test_no_command_args_or_env_keys_when_not_given():
+def test_no_command_or_args_keys_when_not_given_and_env_is_cloudmls_only():
     container = containers(render_one({}))[0]
-    assert "command" not in container and "args" not in container and "env" not in container
+    assert "command" not in container and "args" not in container
+    assert container["env"] == run_env_of()
     assert container["image"] == IMAGE
+
+
+@pytest.mark.parametrize("extra", [{}, SCHEDULED], ids=["job", "cronjob"])
+def test_training_env_names_its_checkpoint_log_and_model_directories_under_the_team_prefix(extra):
+    """The model directory is the `model:` of the workload, or its name; the checkpoint and log
+    directories are per run (the Job's name), so a CronJob's runs do not share them."""
+    assert containers(render_one({**CPU_JOB, **extra, "name": "resnet-a"}))[0]["env"] == run_env_of("resnet-a")
+    assert containers(render_one({**CPU_JOB, **extra, "model": "resnet"}))[0]["env"] == run_env_of(model="resnet")
+
+
+def test_secret_env_comes_after_plain_env_as_secret_key_references():
+    obj = render_one({**CPU_JOB, "env": {"PLAIN": "p"}, "secretEnv": {"WANDB_API_KEY": {"secret": "wandb", "key": "api-key"}}},
+                     secrets={"wandb": {"api-key": "do-not-render"}})
+    env = containers(obj)[0]["env"]
+    assert env[len(run_env_of()):] == [
+        {"name": "PLAIN", "value": "p"},
+        {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "api-key"}}},
+    ]
+    assert "do-not-render" not in repr(obj)
+
+
+def test_pre_and_post_commands_wrap_the_command_in_sh_with_the_command_as_arguments():
+    obj = render_one({**CPU_JOB, "args": ["--x", "a b"], "preCommands": ["mkdir -p /mnt/shared/out"], "postCommands": ["ls /mnt/shared/out"]})
+    container = containers(obj)[0]
+    assert container["command"][:2] == ["/bin/sh", "-c"] and container["command"][3] == "cloudml-command"
+    script = container["command"][2]
+    assert script.index("mkdir -p /mnt/shared/out") < script.index('"$@" &') < script.index("ls /mnt/shared/out")
+    assert container["args"] == ["python", "-m", "prep", "--x", "a b"]
+
+
+@pytest.mark.parametrize("extra", [{}, SCHEDULED], ids=["job", "cronjob"])
+def test_data_volumes_are_mounted_from_the_teams_claims(extra):
+    obj = render_one({**CPU_JOB, **extra, "volumes": [
+        {"source": "shared", "mountPath": "/mnt/shared"},
+        {"source": "datasets", "mountPath": "/data", "subPath": "imagenet"},
+    ]})
+    assert pod_spec(obj)["volumes"] == [
+        {"name": "data-shared", "persistentVolumeClaim": {"claimName": VOLUME_CLAIMS["shared"]}},
+        {"name": "data-datasets", "persistentVolumeClaim": {"claimName": VOLUME_CLAIMS["datasets"], "readOnly": True}},
+    ]
+    assert containers(obj)[0]["volumeMounts"] == [
+        {"name": "data-shared", "mountPath": "/mnt/shared", "readOnly": False},
+        {"name": "data-datasets", "mountPath": "/data", "readOnly": True, "subPath": "imagenet"},
+    ]
+
+
+def test_no_volumes_keys_without_data_mounts():
+    obj = render_one(CPU_JOB)
+    assert "volumes" not in pod_spec(obj) and "volumeMounts" not in containers(obj)[0]
 
 
 def test_render_sees_only_the_workload_it_is_given():
@@ -399,15 +453,22 @@ def test_render_sees_only_the_workload_it_is_given():
 # --- render() errors --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["distributedTraining", "modelService", "devEnvironment", "sweep", "nope"])
+@pytest.mark.parametrize("kind", ["nope", "Training", "tfjob"])
 def test_render_of_a_kind_without_a_template_raises_render_error_naming_the_kind(kind):
     spec = load_team(team_config({"kind": "training", "name": "job"}))
     with pytest.raises(RenderError, match=re.escape(repr(kind))):
         render(kind, WorkloadContext(spec, spec.workloads[0], platform_view()))
 
 
-def test_only_training_has_a_template():
-    assert RENDERED_KINDS == ("training",)
+def test_every_kind_of_the_contract_has_a_values_module_and_a_template():
+    from typing import get_args
+
+    from components.render import TEMPLATES_DIR
+    from components.spec import Workload
+
+    contract_kinds = {get_args(model.model_fields["kind"].annotation)[0] for model in get_args(get_args(Workload)[0])}
+    assert set(RENDERED_KINDS) == set(KIND_VALUES) == contract_kinds
+    assert [k for k in RENDERED_KINDS if not (TEMPLATES_DIR / "workloads" / f"{k}.yaml.j2").is_file()] == []
 
 
 def test_render_template_reports_an_undefined_value_as_render_error():

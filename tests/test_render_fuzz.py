@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from components.errors import ConfigError
-from components.platform_view import PlatformView
 from components.render import WorkloadContext, render, yaml_scalar
 from components.spec import load_team
+import workload_fixtures
 
 IMAGE = "111122223333.dkr.ecr.us-west-2.amazonaws.com/cloudml/trainer:0.1.0"
 PLATFORM_STACK = "org/cloudml/platform-x"
@@ -79,14 +79,7 @@ HOSTILE = [
 ]
 
 
-VIEW = PlatformView.from_outputs(
-    {
-        "clusterName": "ml-x",
-        "teams": {"vision": {"namespace": "team-vision", "serviceAccount": "vision-workloads", "gpuQuota": 8}},
-        "gpuPools": {"a10g": {"gpuType": "a10g", "gpusPerNode": 4, "maxNodes": 2, "capacity": "on-demand"}},
-    },
-    PLATFORM_STACK,
-)
+VIEW = workload_fixtures.platform_view()
 
 
 def team_config(workload: dict, name: str = "vision") -> dict:
@@ -162,7 +155,9 @@ def check_round_trip(command, args, env_values, annotation_values, schedule=None
     # Byte for byte where the values were put.
     assert container["command"] == command
     assert container["args"] == args
-    assert container["env"] == [{"name": n, "value": v} for n, v in zip(env_names(len(env_values)), env_values)]
+    # The user's variables follow the CLOUDML_* ones cloudml sets.
+    user_env = [e for e in container["env"] if not e["name"].startswith("CLOUDML_")]
+    assert user_env == [{"name": n, "value": v} for n, v in zip(env_names(len(env_values)), env_values)]
     expected_annotations = dict(zip(annotation_keys(len(annotation_values)), annotation_values))
     for meta in annotation_maps(obj):
         assert meta["annotations"] == expected_annotations
@@ -178,7 +173,8 @@ def check_round_trip(command, args, env_values, annotation_values, schedule=None
     swapped_container["command"] = ["plain"] * len(command)
     swapped_container["args"] = ["plain"] * len(args)
     for item in swapped_container["env"]:
-        item["value"] = "plain"
+        if item["name"].startswith("VAR_"):
+            item["value"] = "plain"
     for meta in annotation_maps(swapped):
         meta["annotations"] = {k: "plain" for k in meta["annotations"]}
     assert swapped == reference

@@ -21,7 +21,8 @@ from components.spec import (
     TrainingWorkload,
     load_team,
 )
-from conftest import sample_config
+from cloudml.stackfile import load_stack_file
+from conftest import STACKS, sample_config
 
 IMAGE = "111122223333.dkr.ecr.us-west-2.amazonaws.com/cloudml/trainer:0.1.0"
 TRAINING = {"kind": "training", "name": "train"}
@@ -95,14 +96,14 @@ ROWS = [
     pytest.param(
         {**team(TRAINING), "platfromStack": "organization/cloudml/platform-dev"},
         ['cloudml:team.platfromStack: unknown key (got "organization/cloudml/platform-dev"). Fix: did you mean '
-         "`platformStack`? remove it or use one of: defaults, name, platformStack, workloads"],
+         "`platformStack`? remove it or use one of: defaults, name, platformStack, secrets, workloads"],
         id="unknown-top-key-did-you-mean",
     ),
     pytest.param(
         team({**TRAINING, "comand": ["python"]}),
         ['cloudml:team.workloads[0].comand: unknown key (got ["python"]). Fix: did you mean `command`? remove it or '
          "use one of: activeDeadline, annotations, args, backoffLimit, command, cpu, env, gpuType, gpus, image, kind, "
-         "labels, memory, name, schedule, ttlAfterFinished"],
+         "labels, memory, model, name, postCommands, preCommands, schedule, secretEnv, ttlAfterFinished, volumes"],
         id="unknown-workload-key-did-you-mean",
     ),
     pytest.param(
@@ -312,7 +313,7 @@ ROWS = [
     pytest.param(
         team({**DIST, "gpusPerWorker": -4}),
         ["cloudml:team.workloads[0].gpusPerWorker: input should be greater than or equal to 0 (got -4). "
-         "Fix: use 0 or more: GPUs per worker (and chief) pod."],
+         "Fix: use 0 or more: GPUs per worker and evaluator pod, and per chief pod with multiWorkerMirrored (the parameterServer chief only coordinates; parameter servers get none)."],
         id="negative-gpus-per-worker",
     ),
     pytest.param(
@@ -441,21 +442,31 @@ def test_all_stack_wide_errors_are_reported_at_once():
 
 @pytest.mark.parametrize("stack", ["team-vision", "team-nlp"])
 def test_sample_team_stacks_load(stack):
-    """The committed sample team stacks satisfy the contract."""
-    spec = load_team(sample_config(stack)["cloudml:team"])
+    """The committed sample team stacks, read as the Pulumi CLI reads them (`secure:` values
+    become the secret placeholder), satisfy the contract."""
+    config = load_stack_file(STACKS, stack).config
+    spec = load_team(config["cloudml:team"])
     assert isinstance(spec, TeamSpec)
     assert spec.platform_stack_name == "platform-dev"
     assert spec.namespace == f"team-{spec.name}"
-    assert spec.workloads and all(isinstance(w, TrainingWorkload) for w in spec.workloads)
+    assert spec.workloads
+
+
+def test_sample_team_stacks_use_every_workload_kind_between_them():
+    """Together the sample team stacks show every kind of the contract (the issue's acceptance)."""
+    kinds = {w.kind for stack in ("team-vision", "team-nlp") for w in load_team(load_stack_file(STACKS, stack).config["cloudml:team"]).workloads}
+    assert kinds == set(KINDS.split(", "))
 
 
 def test_sample_team_vision_values_are_parsed():
     """Durations become seconds, GPUs and schedules keep their values."""
     spec = load_team(sample_config("team-vision")["cloudml:team"])
-    baseline, nightly, prep = spec.workloads
+    baseline, nightly, prep = spec.workloads[:3]
     assert baseline.active_deadline == 12 * 3600
-    assert nightly.schedule == "0 3 * * *" and nightly.gpus == 4 and nightly.backoff_limit == 1
+    assert nightly.schedule == "0 3 * * *" and nightly.gpus == 2 and nightly.backoff_limit == 1
     assert prep.gpus == 0 and prep.cpu == "2"
+    assert prep.pre_commands == ["mkdir -p /mnt/shared/imagenet-shards"]
+    assert [(v.source, v.mount_path, v.read_only) for v in prep.volumes] == [("shared", "/mnt/shared", False), ("datasets", "/data", True)]
 
 
 def test_team_defaults_are_applied():

@@ -312,3 +312,35 @@ def test_region_must_be_a_region(tmp_path):
     assert problem_lines(tmp_path, "p") == [
         'aws:region: is not an AWS region (got ["us-west-2"]). Fix: write a region name such as us-west-2'
     ]
+
+
+def test_team_secrets_must_be_secure_values(tmp_path):
+    """A team secret written in plain text would be committed with the stack file: refused, with the
+    `pulumi config set --secret` command that stores it properly; a `secure:` value is accepted."""
+    write_text(tmp_path, "team-x", f"""\
+config:
+  cloudml:team:
+    name: x
+    platformStack: platform-dev
+    secrets:
+      tracker:
+        api-key: plain-text-key
+        token:
+          secure: {CIPHER_A}
+""")
+    assert problem_lines(tmp_path, "team-x") == [
+        "cloudml:team.secrets.tracker.api-key: is a secret written in plain text (it would be committed with the "
+        "stack file). Fix: remove it from the file and run `pulumi config set --secret --path "
+        "'cloudml:team.secrets.tracker.api-key' <value>`"
+    ]
+
+
+def test_platform_slack_webhook_in_plain_text_is_refused(tmp_path):
+    """The same rule holds for every secret field of the contract, e.g. the platform's Slack webhook."""
+    write_stack(tmp_path, "platform-x", {"aws:region": "us-west-2", "cloudml:platform": {
+        "name": "ml", "monitoring": {"slackWebhookUrl": "https://hooks.slack.com/services/T0/B0/x"}}})
+    assert problem_lines(tmp_path, "platform-x") == [
+        "cloudml:platform.monitoring.slackWebhookUrl: is a secret written in plain text (it would be committed with "
+        "the stack file). Fix: remove it from the file and run `pulumi config set --secret --path "
+        "'cloudml:platform.monitoring.slackWebhookUrl' <value>`"
+    ]

@@ -1,8 +1,9 @@
 """Platform storage (`Storage`) under the mocks, plus its pure policy builders: the exact children,
 what makes every bucket private, encrypted and TLS-only, lifecycle days from the spec, protection
 of everything that holds data, the EFS file system's network exposure and StorageClass (against the
-Kubernetes 1.31 schema), IRSA trust pinned to the drivers' service accounts, the read-only
-Mountpoint policy, and FSx for Lustre off by default and correct when enabled."""
+Kubernetes 1.31 schema), IRSA trust pinned to the drivers' service accounts, a Mountpoint driver
+role without any permission (team volumes read with the pod's own role), and FSx for Lustre off by
+default and correct when enabled."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from components.platform.storage_s3 import (
     MAX_BUCKET_PREFIX,
     bucket_name_problems,
     bucket_prefix,
-    mountpoint_read_policy,
     storage_key_policy,
 )
 from components.spec import load_platform
@@ -49,7 +49,6 @@ S3_CHILDREN = {
     "s-models-versioning": ("aws:s3/bucketVersioning:BucketVersioning", "s"),
     "s-s3-csi-irsa": ("cloudml:platform:ServiceAccountRole", "s"),
     "s-s3-csi-irsa-role": ("aws:iam/role:Role", "s-s3-csi-irsa"),
-    "s-s3-csi-irsa-policy": ("aws:iam/rolePolicy:RolePolicy", "s-s3-csi-irsa"),
     "s-s3-csi": ("aws:eks/addon:Addon", "s"),
 }
 EFS_CHILDREN = {
@@ -388,8 +387,8 @@ def test_storage_class_waits_for_driver_and_mount_targets(default):
 ])
 def test_csi_addon_uses_role_only_its_service_account_can_assume(default, addon, addon_name, service_account):
     """Each CSI driver add-on runs with its own IRSA role, whose trust admits only
-    kube-system/<driver service account> (sub and aud pinned); the add-on waits for the nodes and
-    for the role's policy."""
+    kube-system/<driver service account> (sub and aud pinned); the add-on waits for the nodes, the
+    role and whatever policy the role has (the EFS driver's managed policy; the Mountpoint role has none)."""
     resources, _ = default
     inputs = resources[addon]["inputs"]
     assert (inputs["addonName"], inputs["clusterName"]) == (addon_name, "ml-dev")
@@ -398,8 +397,10 @@ def test_csi_addon_uses_role_only_its_service_account_can_assume(default, addon,
     assert json.loads(resources[role]["inputs"]["assumeRolePolicy"]) == json.loads(
         trust_policy(PROVIDER, ISSUER, "kube-system", service_account)
     )
-    policy = next(n for n in resources if n.startswith(f"{addon}-irsa-") and n != role)
-    assert {_urn(resources, "nodes"), _urn(resources, role), _urn(resources, policy)} <= set(resources[addon]["dependsOn"])
+    policies = [n for n in resources if n.startswith(f"{addon}-irsa-") and n != role]
+    assert len(policies) == (1 if addon == "s-efs-csi" else 0)
+    needed = {_urn(resources, "nodes"), _urn(resources, role), *(_urn(resources, p) for p in policies)}
+    assert needed <= set(resources[addon]["dependsOn"])
 
 
 def test_efs_csi_role_has_the_managed_driver_policy(default):
@@ -410,28 +411,19 @@ def test_efs_csi_role_has_the_managed_driver_policy(default):
     assert attachments == ["arn:aws:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy"]
 
 
-def test_mountpoint_policy_is_read_only_on_datasets_and_models(default):
-    """The Mountpoint role may list the datasets and models buckets, get their objects and decrypt
-    through S3, nothing else: no Put, Delete, Abort or wildcard action, no checkpoints or logs."""
-    resources, values = default
-    statements = json.loads(resources["s-s3-csi-irsa-policy"]["inputs"]["policy"])["Statement"]
-    actions = {a for s in statements for a in s["Action"]}
-    assert actions == {"s3:ListBucket", "s3:GetObject", "kms:Decrypt"}
-    assert not any(word in a for a in actions for word in ("Put", "Delete", "Abort", "*"))
-    assert all(s["Effect"] == "Allow" for s in statements)
-    by_action = {s["Action"][0]: s for s in statements}
-    readable = [values["arn:datasets"], values["arn:models"]]
-    assert by_action["s3:ListBucket"]["Resource"] == readable
-    assert by_action["s3:GetObject"]["Resource"] == [f"{arn}/*" for arn in readable]
-    assert by_action["kms:Decrypt"]["Resource"] == values["key_arn"]
-    assert by_action["kms:Decrypt"]["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-west-2.amazonaws.com"}}
-
-
-def test_mountpoint_policy_pure_lists_exactly_given_buckets():
-    """The pure builder grants list/get on exactly the buckets passed (no account-wide resource)."""
-    policy = json.loads(mountpoint_read_policy(["arn:aws:s3:::a"], "arn:aws:kms:us-west-2:1:key/k", "us-west-2", "amazonaws.com"))
-    resources = [r for s in policy["Statement"][:2] for r in s["Resource"]]
-    assert resources == ["arn:aws:s3:::a", "arn:aws:s3:::a/*"]
+def test_mountpoint_driver_role_can_do_nothing(default):
+    """The Mountpoint driver reads nothing with its own identity (team volumes use the pod's role):
+    its IRSA role has no inline policy, no managed policy and no attachment, and no policy anywhere
+    in Storage names it."""
+    resources, _ = default
+    role = resources["s-s3-csi-irsa-role"]
+    assert sorted(n for n in resources if n.startswith("s-s3-csi-irsa")) == ["s-s3-csi-irsa", "s-s3-csi-irsa-role"]
+    assert not {"inlinePolicies", "managedPolicyArns"} & set(role["inputs"])
+    role_name = role["inputs"]["namePrefix"]
+    grants = {name: str(record["inputs"]["role"]) for name, record in resources.items() if record["type"] in (
+        "aws:iam/rolePolicy:RolePolicy", "aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    assert grants["s-efs-csi-irsa-efs"].startswith("s-efs-csi-irsa-role-")  # the check sees grants to a role
+    assert not [name for name, granted_to in grants.items() if granted_to.startswith(role_name)]
 
 
 # --- FSx for Lustre -------------------------------------------------------------------------------

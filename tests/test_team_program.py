@@ -3,11 +3,8 @@ cross-stack checks on the path `pulumi up` takes (inside the apply on the platfo
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-
 import pytest
-from conftest import STACKS, sample_config, write_stack
+from conftest import STACKS, sample_config
 
 from cloudml.engine import run_program
 from cloudml.stackfile import load_stack_file
@@ -19,16 +16,42 @@ def by_name(plan) -> dict[str, dict]:
 
 
 def test_team_children_are_exactly_these(sample_plans):
-    """A team stack makes its component, reads its platform, builds a provider, one ConfigGroup per workload."""
-    got = sorted((r["type"], r["name"], r["read"]) for r in sample_plans["team-vision"].resources)
+    """A team stack makes its component, reads its platform, builds a provider, a generated token and its
+    Secret per devEnvironment, a Secret per entry of `secrets`, and one ConfigGroup per workload."""
+    got = sorted((r["type"], r["name"], r["read"]) for r in sample_plans["team-nlp"].resources)
+    workloads = [w["name"] for w in sample_config("team-nlp")["cloudml:team"]["workloads"]]
     assert got == sorted([
-        ("cloudml:team:Team", "vision", False),
-        ("pulumi:pulumi:StackReference", "vision-platform", True),
-        ("pulumi:providers:kubernetes", "vision-k8s", False),
-        ("kubernetes:yaml/v2:ConfigGroup", "vision-resnet-baseline", False),
-        ("kubernetes:yaml/v2:ConfigGroup", "vision-resnet-nightly", False),
-        ("kubernetes:yaml/v2:ConfigGroup", "vision-data-prep", False),
+        ("cloudml:team:Team", "nlp", False),
+        ("pulumi:pulumi:StackReference", "nlp-platform", True),
+        ("pulumi:providers:kubernetes", "nlp-k8s", False),
+        ("kubernetes:core/v1:Secret", "nlp-secret-experiment-tracker", False),
+        ("random:index/randomPassword:RandomPassword", "nlp-bob-token", False),
+        ("kubernetes:core/v1:Secret", "nlp-bob-token-secret", False),
+        *[("kubernetes:yaml/v2:ConfigGroup", f"nlp-{w}", False) for w in workloads],
     ])
+
+
+def test_team_secrets_stay_secret_and_exist_before_the_pods_that_read_them(sample_plans):
+    """`secrets` become Opaque Secrets whose values are Pulumi secrets (never in the plan); a workload that
+    reads one through secretEnv is created after it; the generated devEnvironment token likewise."""
+    resources = by_name(sample_plans["team-nlp"])
+    secret = resources["nlp-secret-experiment-tracker"]
+    assert secret["inputs"]["metadata"]["name"] == "experiment-tracker"
+    assert secret["inputs"]["metadata"]["namespace"] == "team-nlp"
+    assert secret["inputs"]["stringData"] == "[secret]"  # the whole map is a Pulumi secret
+    manifest = next(o.object for o in sample_plans["team-nlp"].objects if o.object["kind"] == "Secret"
+                    and o.object["metadata"]["name"] == "experiment-tracker")
+    assert manifest["stringData"] == {"api-key": "[secret]"}  # the manifest names the keys, never the values
+    platform = resources["nlp-platform"]["urn"]  # every workload waits for the platform's outputs
+    assert sorted(resources["nlp-bert-finetune"]["dependsOn"]) == sorted([secret["urn"], platform])
+    token = resources["nlp-bob-token"]["inputs"]
+    assert (token["length"], token["special"]) == (48, False)
+    token_secret = resources["nlp-bob-token-secret"]
+    assert token_secret["inputs"]["metadata"]["name"] == "bob-token"
+    assert token_secret["inputs"]["stringData"] == "[secret]"
+    assert sorted(resources["nlp-bob"]["dependsOn"]) == sorted([token_secret["urn"], platform])
+    # Workloads that read no secret do not wait for one.
+    assert resources["nlp-tokenizer-refresh"]["dependsOn"] == [platform]
 
 
 def test_stack_reference_names_the_platform_stack(sample_plans):
@@ -42,7 +65,9 @@ def test_workloads_go_through_the_platform_kubeconfig(sample_plans):
     resources = by_name(sample_plans["team-vision"])
     provider = resources["vision-k8s"]
     assert provider["inputs"]["kubeconfig"] == "[secret]"
-    for name in ("vision-resnet-baseline", "vision-resnet-nightly", "vision-data-prep"):
+    workloads = [w["name"] for w in sample_config("team-vision")["cloudml:team"]["workloads"]]
+    assert len(workloads) >= 9
+    for name in (f"vision-{w}" for w in workloads):
         assert resources[name]["provider"].startswith(provider["urn"] + "::")
         assert resources[name]["parent"] == resources["vision"]["urn"]
 
@@ -57,11 +82,18 @@ def test_workload_objects_land_in_the_team_namespace(sample_plans):
 
 def test_team_outputs(sample_plans):
     """The team stack exports its namespace and workload names."""
-    assert sample_plans["team-nlp"].outputs == {"namespace": "team-nlp", "workloads": ["bert-finetune", "tokenizer-refresh"]}
+    assert sample_plans["team-nlp"].outputs == {
+        "namespace": "team-nlp",
+        "workloads": ["bert", "bert-finetune", "bert-ps", "bert-search", "bob", "tokenizer-refresh"],
+    }
 
 
 def _platform_outputs(teams: dict, pools: dict) -> tuple[dict, list[str]]:
-    return ({"clusterName": "ml-dev", "kubeconfig": "{}", "teams": teams, "gpuPools": pools}, ["kubeconfig"])
+    return ({"clusterName": "ml-dev", "kubeconfig": "{}", "teams": teams, "gpuPools": pools, "buckets": BUCKETS,
+             "loadBalancing": {"allowInternetFacing": False}, "sharedStorageClass": "cloudml-shared"}, ["kubeconfig"])
+
+
+BUCKETS = {"datasets": "d-1", "models": "m-1", "checkpoints": "c-1", "logs": "l-1"}
 
 
 def test_cross_stack_check_runs_on_the_pulumi_up_path():
@@ -80,35 +112,24 @@ def test_cross_stack_check_runs_on_the_pulumi_up_path():
         "Fix: add `vision` under cloudml:platform.teams in the platform stack, or fix the name (teams there: nlp)"
     )
     assert 'GPU type a10g is offered by no GPU pool of organization/cloudml/platform-dev (got "a10g"). Fix: use one of: l4' in lines[1]
-    assert len(lines) == 3  # resnet-baseline and resnet-nightly both ask for a10g
+    # Six workloads ask for a10g: resnet-baseline, resnet-nightly, resnet-dist, resnet, alice, resnet-lr.
+    assert len(lines) == 7
 
 
 def test_platform_without_teams_or_pools_is_a_clear_error():
     """A platform that declares no teams and no GPU pools: the team stack gets both problems with fixes, not a KeyError."""
     stack = load_stack_file(STACKS, "team-nlp")
     with pytest.raises(ConfigError) as caught:
-        run_program(stack, {"organization/cloudml/platform-dev": ({"clusterName": "x", "kubeconfig": "{}", "teams": {}, "gpuPools": {}}, [])})
+        run_program(stack, {"organization/cloudml/platform-dev": _platform_outputs(teams={}, pools={})})
     assert [str(p) for p in caught.value.problems] == [
         'cloudml:team.name: is not a team of platform stack organization/cloudml/platform-dev (got "nlp"). '
         "Fix: add `nlp` under cloudml:platform.teams in the platform stack, or fix the name (teams there: none)",
         'cloudml:team.workloads[0] (via defaults.gpuType): GPU type l4 is offered by no GPU pool of '
         'organization/cloudml/platform-dev (got "l4"). Fix: use one of: none (the platform has no GPU pools)',
-    ]
-
-
-def test_unrendered_kind_is_refused_not_skipped(tmp_path: Path):
-    """A kind in the contract without a template yet (sweep) is refused with exit-2 problems, never silently dropped."""
-    from cloudml.plan import Planner, StackConfigError
-
-    write_stack(tmp_path, "platform-dev", sample_config("platform-dev"))
-    team = copy.deepcopy(sample_config("team-nlp"))
-    team["cloudml:team"]["workloads"].append({"kind": "sweep", "name": "lr", "parameters": {"LR": [0.1, 0.01]}})
-    write_stack(tmp_path, "team-nlp", team)
-    with pytest.raises(StackConfigError) as caught:
-        Planner(tmp_path).plan("team-nlp")
-    assert [str(p) for p in caught.value.error.problems] == [
-        'cloudml:team.workloads[2].kind: cannot be deployed by this version of cloudml (no template for it yet) '
-        '(got "sweep"). Fix: use one of: training'
+        'cloudml:team.workloads[2] (via defaults.gpuType): GPU type l4 is offered by no GPU pool of '
+        'organization/cloudml/platform-dev (got "l4"). Fix: use one of: none (the platform has no GPU pools)',
+        'cloudml:team.workloads[3] (via defaults.gpuType): GPU type l4 is offered by no GPU pool of '
+        'organization/cloudml/platform-dev (got "l4"). Fix: use one of: none (the platform has no GPU pools)',
     ]
 
 

@@ -1,5 +1,6 @@
 """Team tenancy: the objects that fence a team in (namespace, quota, limit range, network policies),
-its IRSA role limited to the team's S3 prefixes, and its admins' namespace-scoped EKS access.
+its IRSA role limited to the team's S3 prefixes, its data volumes (pre-bound read-only Mountpoint for
+S3 volumes of its own prefixes, the shared EFS claim), and its admins' namespace-scoped EKS access.
 
 Pure builders first (rendered objects, the S3 policy, the admin grouping), then the component's exact
 child contract under the plan's Pulumi mocks.
@@ -17,20 +18,24 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pytest
 from conftest import run_components
+from k8s_schema import schema_errors
 
+from components.errors import ConfigError
 from components.platform import tenancy as tenancy_module
 from components.platform.cluster import principal_key
 from components.platform.irsa import trust_policy
+from components.platform.storage import team_volumes, volume_objects, volume_quota_problems
 from components.platform.tenancy import (
     BUCKET_ROLES,
     EDIT_POLICY,
     Tenancy,
     service_account_metadata,
     team_admin_namespaces,
+    team_labels,
     team_s3_policy,
     tenancy_objects,
 )
-from components.spec import load_platform
+from components.spec import DevEnvironmentWorkload, load_platform
 
 KUBERNETES_VERSION = "1.31.0"
 PLATFORM_ADMIN = "arn:aws:iam::111122223333:role/platform-admins"
@@ -38,6 +43,8 @@ VISION_LEAD = "arn:aws:iam::111122223333:role/vision-leads"
 SHARED_LEAD = "arn:aws:iam::111122223333:user/ml-lead"
 VPC_CIDR = "10.40.0.0/16"
 BUCKETS = {role: f"arn:aws:s3:::ml-x-{role}-a1b2c3" for role in BUCKET_ROLES}
+BUCKET_NAMES = {role: arn.removeprefix("arn:aws:s3:::") for role, arn in BUCKETS.items()}
+REGION = "us-west-2"
 KMS_KEY = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 OIDC_PROVIDER = "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/ABC"
 OIDC_ISSUER = "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"
@@ -91,7 +98,7 @@ def policy_spec(objects, name: str) -> dict:
 
 
 def test_tenancy_objects_are_exactly_these(objects):
-    """A team's ConfigGroup holds its namespace, quota, limit range and six network policies, nothing else
+    """A team's ConfigGroup holds its namespace, quota, limit range and seven network policies, nothing else
     (the service account is its own resource, see the component tests)."""
     assert sorted(objects) == sorted([
         ("Namespace", "team-vision"),
@@ -102,6 +109,7 @@ def test_tenancy_objects_are_exactly_these(objects):
         ("NetworkPolicy", "allow-same-namespace"),
         ("NetworkPolicy", "allow-monitoring"),
         ("NetworkPolicy", "allow-load-balancer"),
+        ("NetworkPolicy", "allow-load-balancer-tools"),
         ("NetworkPolicy", "allow-https-egress"),
     ])
     for (kind, _), obj in objects.items():
@@ -217,6 +225,22 @@ def test_load_balancer_ingress_from_the_vpc_reaches_only_model_service_pods(obje
     }
 
 
+def test_load_balancer_ingress_reaches_tools_only_when_they_asked_for_it_and_only_on_their_ports(objects):
+    """JupyterLab (8888) and TensorBoard (6006) behind an internal NLB get VPC traffic only when the
+    workload set `expose: internal` (the renderer's cloudml.io/expose label); tools on port-forward and
+    every other pod stay closed."""
+    assert policy_spec(objects, "allow-load-balancer-tools") == {
+        "podSelector": {
+            "matchLabels": {"cloudml.io/expose": "internal"},
+            "matchExpressions": [
+                {"key": "app.kubernetes.io/component", "operator": "In", "values": ["devEnvironment", "tensorboard"]}],
+        },
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"ipBlock": {"cidr": VPC_CIDR}}],
+                     "ports": [{"protocol": "TCP", "port": 8888}, {"protocol": "TCP", "port": 6006}]}],
+    }
+
+
 def test_internet_facing_cidrs_join_the_load_balancer_sources():
     """With internet-facing NLBs allowed, their accepted client CIDRs are also admitted to model services
     (in case a service keeps the client IP); the rest of the namespace is unaffected."""
@@ -239,6 +263,163 @@ def test_https_egress_anywhere_but_instance_metadata(objects):
             "ports": [{"protocol": "TCP", "port": 443}],
         }],
     }
+
+
+# --- data volumes -----------------------------------------------------------------------------
+
+
+S3_SOURCES = ("datasets", "models", "logs")
+
+
+def team_volume_objects(spec, team: str = "vision") -> dict[tuple[str, str], dict]:
+    rendered = volume_objects(spec, team, team_labels(spec.name, team), bucket_names=BUCKET_NAMES, region=REGION)
+    by_key = {(o["kind"], o["metadata"]["name"]): o for o in rendered}
+    assert len(by_key) == len(rendered), "two objects share a kind and name"
+    return by_key
+
+
+@pytest.fixture(scope="module")
+def volumes(spec) -> dict[tuple[str, str], dict]:
+    return team_volume_objects(spec)
+
+
+def test_volume_objects_are_a_pv_and_claim_per_bucket_source_and_the_shared_claim(volumes):
+    """With EFS (the default): PersistentVolumes `<team>-datasets|models|logs` (cluster-scoped, so named by
+    the team), claims of the same sources plus `shared` in the team namespace; nothing else."""
+    assert sorted(volumes) == sorted([
+        *(("PersistentVolume", f"vision-{source}") for source in S3_SOURCES),
+        *(("PersistentVolumeClaim", source) for source in (*S3_SOURCES, "shared")),
+    ])
+    for (kind, _), obj in volumes.items():
+        assert obj["metadata"]["labels"] == LABELS, kind
+        if kind == "PersistentVolume":
+            assert "namespace" not in obj["metadata"]
+        else:
+            assert obj["metadata"]["namespace"] == "team-vision"
+
+
+@pytest.mark.parametrize("source", S3_SOURCES)
+def test_s3_volume_is_the_team_prefix_read_only_with_the_pod_role(volumes, source):
+    """Every field of the PersistentVolume: ReadOnlyMany, kept on release, no StorageClass, reserved for the
+    team's claim, the Mountpoint driver with a unique handle, the bucket of that source, pod-level
+    authentication (the team's IRSA role), and Mountpoint options: the team's own prefix, read-only, the
+    region (nodes hide IMDS from pods), uid/gid 1000 and allow-other for the non-root pods. The capacity is
+    required by the API and ignored by the driver."""
+    assert volumes[("PersistentVolume", f"vision-{source}")]["spec"] == {
+        "capacity": {"storage": "1Ti"},
+        "accessModes": ["ReadOnlyMany"],
+        "persistentVolumeReclaimPolicy": "Retain",
+        "storageClassName": "",
+        "claimRef": {"namespace": "team-vision", "name": source},
+        "mountOptions": ["prefix vision/", "read-only", "region us-west-2", "uid=1000", "gid=1000", "allow-other"],
+        "csi": {
+            "driver": "s3.csi.aws.com",
+            "volumeHandle": f"vision-{source}",
+            "volumeAttributes": {"bucketName": f"ml-x-{source}-a1b2c3", "authenticationSource": "pod"},
+        },
+    }
+
+
+@pytest.mark.parametrize("source", S3_SOURCES)
+def test_s3_claim_is_pre_bound_to_its_volume_and_charges_the_quota_little(volumes, source):
+    """The claim names its volume (volumeName), no StorageClass, ReadOnlyMany, and requests 1Gi (what the
+    quota charges; binding only needs it within the volume's 1Ti)."""
+    assert volumes[("PersistentVolumeClaim", source)]["spec"] == {
+        "accessModes": ["ReadOnlyMany"],
+        "storageClassName": "",
+        "volumeName": f"vision-{source}",
+        "resources": {"requests": {"storage": "1Gi"}},
+    }
+
+
+def test_s3_volumes_and_claims_are_bound_both_ways(volumes):
+    """Pre-binding in both directions: each volume's claimRef is exactly one claim of the team namespace,
+    and that claim's volumeName is that volume (no other claim in the cluster can take it)."""
+    claims = {(o["metadata"]["namespace"], name): o
+              for (kind, name), o in volumes.items() if kind == "PersistentVolumeClaim"}
+    for (kind, name), pv in volumes.items():
+        if kind == "PersistentVolume":
+            ref = pv["spec"]["claimRef"]
+            assert claims[(ref["namespace"], ref["name"])]["spec"]["volumeName"] == name
+
+
+def test_shared_claim_is_read_write_many_on_the_efs_storage_class(volumes):
+    """The shared claim: ReadWriteMany on cloudml-shared, dynamically provisioned (no volumeName), 100Gi."""
+    assert volumes[("PersistentVolumeClaim", "shared")]["spec"] == {
+        "accessModes": ["ReadWriteMany"],
+        "storageClassName": "cloudml-shared",
+        "resources": {"requests": {"storage": "100Gi"}},
+    }
+
+
+def test_each_team_mounts_only_its_own_prefix_and_names_are_unique(spec, volumes):
+    """The nlp team's volumes use the `nlp/` prefix and its own namespace and never mention vision; volume
+    names and handles are distinct across teams (both are cluster-wide)."""
+    nlp = team_volume_objects(spec, "nlp")
+    for (kind, _), obj in nlp.items():
+        assert "vision" not in json.dumps(obj), kind
+        if kind == "PersistentVolume":
+            assert obj["spec"]["mountOptions"][0] == "prefix nlp/"
+            assert obj["spec"]["claimRef"]["namespace"] == "team-nlp"
+    pvs = [o for (kind, _), o in [*volumes.items(), *nlp.items()] if kind == "PersistentVolume"]
+    assert len({pv["metadata"]["name"] for pv in pvs}) == len({pv["spec"]["csi"]["volumeHandle"] for pv in pvs}) == 6
+
+
+def test_every_volume_object_is_schema_valid(volumes):
+    """Each PersistentVolume and claim is valid Kubernetes 1.31 (strict)."""
+    assert len(volumes) == 7
+    for obj in volumes.values():
+        assert schema_errors(obj) == []
+        assert kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True) == "1.31"
+
+
+def test_without_efs_there_is_no_shared_claim_nor_shared_volume_source():
+    """sharedFilesystem none: only the three S3 volumes and their claims, and `volumes` offers no `shared`."""
+    config = copy.deepcopy(CONFIG)
+    config["storage"] = {"sharedFilesystem": "none"}
+    platform = load_platform(config)
+    assert team_volumes(platform) == {"datasets": "datasets", "models": "models", "logs": "logs"}
+    assert sorted(team_volume_objects(platform)) == sorted([
+        *(("PersistentVolume", f"vision-{source}") for source in S3_SOURCES),
+        *(("PersistentVolumeClaim", source) for source in S3_SOURCES),
+    ])
+
+
+def test_default_storage_quota_holds_the_platform_claims_and_many_dev_homes(volumes):
+    """A team with the default storage quota keeps room, after the platform's own claims, for at least 30
+    dev-environment homes of the default size (every claim request counts against `requests.storage`)."""
+    def gib(quantity: str) -> float:
+        return float(quantity.removesuffix("Gi")) if quantity.endswith("Gi") else float(quantity.removesuffix("Ti")) * 1024
+
+    platform = load_platform({"name": "ml-x", "admins": [PLATFORM_ADMIN], "teams": {"t": {"gpuQuota": 0}}})
+    claimed = sum(gib(o["spec"]["resources"]["requests"]["storage"])
+                  for (kind, _), o in volumes.items() if kind == "PersistentVolumeClaim")
+    assert claimed == 103
+    free = gib(platform.teams["t"].storage_quota) - claimed
+    assert free >= 30 * gib(DevEnvironmentWorkload.model_fields["home_size"].default)
+    assert volume_quota_problems(platform) == []
+
+
+def test_a_storage_quota_below_the_platform_claims_is_refused(spec):
+    """A quota the platform's own claims would exceed is a config problem naming the team's storageQuota
+    (the API server would otherwise refuse the claims halfway through `pulumi up`), and Tenancy refuses to build."""
+    config = copy.deepcopy(CONFIG)
+    config["teams"]["nlp"]["storageQuota"] = "100Gi"
+    platform = load_platform(config)
+    [problem] = volume_quota_problems(platform)
+    assert problem.path == "cloudml:platform.teams.nlp.storageQuota"
+    assert problem.value == '"100Gi"'
+    assert "103Gi" in problem.message
+    config["storage"] = {"sharedFilesystem": "none"}  # the S3 claims alone fit
+    assert volume_quota_problems(load_platform(config)) == []
+
+    def build():
+        Tenancy("t", platform, k8s.Provider("k8s", kubeconfig="{}"), [], cluster_name="ml-x",
+                oidc_provider_arn=OIDC_PROVIDER, oidc_issuer_url=OIDC_ISSUER, bucket_arns=BUCKETS,
+                bucket_names=BUCKET_NAMES, region=REGION, vpc_cidr=VPC_CIDR)
+
+    with pytest.raises(ConfigError, match="storageQuota"):
+        run_components(build)
 
 
 # --- the S3 policy ----------------------------------------------------------------------------
@@ -355,7 +536,7 @@ def built(spec):
         tenancy = Tenancy(
             "ml-x-tenancy", spec, provider, [access],
             cluster_name="ml-x", oidc_provider_arn=OIDC_PROVIDER, oidc_issuer_url=OIDC_ISSUER,
-            bucket_arns=BUCKETS, vpc_cidr=VPC_CIDR, kms_key_arn=KMS_KEY,
+            bucket_arns=BUCKETS, bucket_names=BUCKET_NAMES, region=REGION, vpc_cidr=VPC_CIDR, kms_key_arn=KMS_KEY,
         )
         for team, values in tenancy.teams.items():
             pulumi.Output.from_input(values).apply(lambda v, team=team: outputs.__setitem__(team, v))
@@ -368,8 +549,8 @@ def built(spec):
 
 
 def test_component_children_are_exactly_these(built):
-    """Per team a ConfigGroup, an IRSA role (role + inline policy) and a ServiceAccount; per non-platform
-    admin principal one access entry and one Edit association; nothing else."""
+    """Per team a ConfigGroup, an IRSA role (role + inline policy), a ServiceAccount and a volumes
+    ConfigGroup; per non-platform admin principal one access entry and one Edit association; nothing else."""
     resources, _, _ = built
     got = {n: r["type"] for n, r in resources.items() if n not in ("k8s", "access")}
     vision_lead, shared_lead = principal_key(VISION_LEAD), principal_key(SHARED_LEAD)
@@ -381,6 +562,7 @@ def test_component_children_are_exactly_these(built):
             f"ml-x-tenancy-{team}-irsa-role": "aws:iam/role:Role",
             f"ml-x-tenancy-{team}-irsa-policy": "aws:iam/rolePolicy:RolePolicy",
             f"ml-x-tenancy-{team}-sa": "kubernetes:core/v1:ServiceAccount",
+            f"ml-x-tenancy-{team}-volumes": "kubernetes:yaml/v2:ConfigGroup",
         }
     for key in (vision_lead, shared_lead):
         expected |= {
@@ -402,6 +584,18 @@ def test_config_group_holds_the_rendered_objects_on_the_cluster_after_admin_acce
     assert group["inputs"]["objs"] == tenancy_objects(spec, "vision", spec.teams["vision"], vpc_cidr=VPC_CIDR)
     assert group["provider"].startswith(resources["k8s"]["urn"] + "::")
     assert resources["access"]["urn"] in group["dependsOn"]
+
+
+def test_volumes_group_holds_the_team_volumes_after_its_namespace(spec, built):
+    """Each team's volumes group holds exactly its rendered data volumes (with the real bucket names and
+    region), uses the cluster's provider, and waits for the team's namespace group and the admins' access."""
+    resources, _, _ = built
+    for team in ("vision", "nlp"):
+        group = resources[f"ml-x-tenancy-{team}-volumes"]
+        assert group["inputs"]["objs"] == volume_objects(
+            spec, team, team_labels("ml-x", team), bucket_names=BUCKET_NAMES, region=REGION)
+        assert group["provider"].startswith(resources["k8s"]["urn"] + "::")
+        assert {resources[f"ml-x-tenancy-{team}"]["urn"], resources["access"]["urn"]} <= set(group["dependsOn"])
 
 
 def test_irsa_trust_is_pinned_to_the_team_workload_service_account(built):
@@ -458,14 +652,17 @@ def test_admin_access_is_edit_scoped_to_the_team_namespaces(built):
     assert not any(PLATFORM_ADMIN == r["inputs"].get("principalArn") for r in resources.values())
 
 
-def test_teams_output_names_namespace_service_account_quota_and_role(built):
-    """The `teams` output gives team stacks their namespace, service account, GPU quota and IRSA role ARN."""
+def test_teams_output_names_namespace_service_account_quota_role_and_volumes(built):
+    """The `teams` output gives team stacks their namespace, service account, GPU quota, IRSA role ARN and
+    data volumes (source -> the claim in their namespace; the sample platform has EFS)."""
     resources, _, outputs = built
     assert set(outputs) == {"vision", "nlp"}
+    volumes = {"shared": "shared", "datasets": "datasets", "models": "models", "logs": "logs"}
     for team, quota in (("vision", 12), ("nlp", 0)):
         values = dict(outputs[team])
         role_arn = values.pop("roleArn")
-        assert values == {"namespace": f"team-{team}", "serviceAccount": f"{team}-workloads", "gpuQuota": quota}
+        assert values == {"namespace": f"team-{team}", "serviceAccount": f"{team}-workloads", "gpuQuota": quota,
+                          "volumes": volumes}
         assert role_arn == resources[f"ml-x-tenancy-{team}-sa"]["inputs"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
         assert role_arn.startswith(f"arn:aws:iam::111122223333:role/ml-x-tenancy-{team}-irsa-role")
 
@@ -474,7 +671,8 @@ def test_missing_bucket_role_is_refused_before_anything_is_created(spec):
     """Wiring Tenancy without one of the four bucket ARNs fails at construction, not with a half-made policy."""
     def build():
         Tenancy("t", spec, k8s.Provider("k8s", kubeconfig="{}"), [], cluster_name="ml-x", oidc_provider_arn=OIDC_PROVIDER,
-                oidc_issuer_url=OIDC_ISSUER, bucket_arns={k: v for k, v in BUCKETS.items() if k != "logs"}, vpc_cidr=VPC_CIDR)
+                oidc_issuer_url=OIDC_ISSUER, bucket_arns={k: v for k, v in BUCKETS.items() if k != "logs"},
+                bucket_names=BUCKET_NAMES, region=REGION, vpc_cidr=VPC_CIDR)
 
     with pytest.raises(Exception, match="must name exactly the buckets"):
         run_components(build)

@@ -63,12 +63,14 @@ class Platform(pulumi.ComponentResource):
         )
         # Team namespaces come after the controllers that clean up what teams create (load balancers,
         # volumes, KEDA finalizers), so on destroy they go first, while those controllers still run.
-        controllers = [self.addons.lb_controller, self.addons.keda, self.storage.s3_csi_driver,
-                       *([self.storage.shared.csi_driver] if self.storage.shared else []), *self.nodes.all_node_groups]
+        # The StorageClass too: a team's `shared` claim is provisioned through it.
+        shared = [self.storage.shared.csi_driver, self.storage.shared.storage_classes] if self.storage.shared else []
+        controllers = [self.addons.lb_controller, self.addons.keda, self.storage.s3_csi_driver, *shared,
+                       *self.nodes.all_node_groups]
         self.tenancy = Tenancy(
             f"{name}-tenancy", spec, cluster.provider, [*cluster.admin_access, *controllers], cluster_name=cluster.cluster_name,
-            bucket_arns=self.storage.bucket_arns, kms_key_arn=self.storage.kms_key_arn,
-            vpc_cidr=self.network.vpc_cidr, opts=child, **irsa,
+            bucket_arns=self.storage.bucket_arns, bucket_names=self.storage.bucket_names, region=region,
+            kms_key_arn=self.storage.kms_key_arn, vpc_cidr=self.network.vpc_cidr, opts=child, **irsa,
         )
         self.cluster_name = cluster.cluster_name
         self.kubeconfig = cluster.kubeconfig

@@ -1,5 +1,5 @@
-"""The platform's S3 side: the four buckets (datasets, models, checkpoints, logs), the storage KMS
-key's policy, and the read-only policy of the Mountpoint for S3 CSI driver.
+"""The platform's S3 side: the four buckets (datasets, models, checkpoints, logs) and the storage KMS
+key's policy.
 
 The policy documents and lifecycle rules are pure functions (tested on their own). `PlatformBucket`
 creates one bucket with everything that makes it safe: all four public-access blocks, bucket-owner-
@@ -125,23 +125,6 @@ def storage_key_policy(account_id: str, partition: str, region: str, dns_suffix:
             },
         })
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
-
-
-def mountpoint_read_policy(bucket_arns: list[str], key_arn: str, region: str, dns_suffix: str) -> str:
-    """Read-only access for the Mountpoint for S3 CSI driver: Mountpoint needs s3:ListBucket on a
-    bucket it mounts and s3:GetObject on what it reads (writes would need PutObject and
-    AbortMultipartUpload, deletes DeleteObject; neither is granted). The objects are SSE-KMS
-    encrypted, so reading them also needs kms:Decrypt on the storage key, through S3 only."""
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "MountpointListBuckets", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": list(bucket_arns)},
-            {"Sid": "MountpointReadObjects", "Effect": "Allow", "Action": ["s3:GetObject"],
-             "Resource": [f"{arn}/*" for arn in bucket_arns]},
-            {"Sid": "DecryptObjectsThroughS3", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": key_arn,
-             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.{dns_suffix}"}}},
-        ],
-    }, sort_keys=True)
 
 
 class PlatformBucket:

@@ -3,10 +3,12 @@
 For every team: its namespace (Pod Security `restricted`), ResourceQuota (GPUs via
 `requests.nvidia.com/gpu`), LimitRange and NetworkPolicies, rendered from `templates/tenancy/`; an
 IRSA role whose S3 access stops at the team's own prefixes; the workload service account bound to
-that role; and EKS access entries giving the team's admins `AmazonEKSEditPolicy` in their namespace
-only. Edit may read but not change ResourceQuota, LimitRange or the Namespace (EKS user guide, "Review
-access policy permissions"), so a team cannot raise its own quota or relax Pod Security. It may
-change NetworkPolicies in its own namespace: that weakens only that team's own isolation, never
+that role; its data volumes (see `storage.volume_objects`: read-only S3 claims of the team's own
+prefixes, mounted with the pod's own role, and with EFS a read-write `shared` claim); and EKS access
+entries giving the team's admins `AmazonEKSEditPolicy` in their namespace only. Edit may read but
+not change ResourceQuota, LimitRange or the Namespace (EKS user guide, "Review access policy
+permissions"), so a team cannot raise its own quota or relax Pod Security. It may change
+NetworkPolicies in its own namespace: that weakens only that team's own isolation, never
 another team's (each namespace denies ingress by default).
 
 The policy builders (`team_s3_policy`, `team_admin_namespaces`, `tenancy_objects`) are pure and tested
@@ -22,11 +24,13 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.errors import ConfigError
 from components.labels import MANAGED_BY, PART_OF, TEAM_LABEL
 from components.platform.cluster import principal_key
 from components.platform.irsa import ServiceAccountRole
+from components.platform.storage import team_volumes, volume_objects, volume_quota_problems
 from components.render import render_template
-from components.spec import PlatformSpec, TenantSpec, team_namespace
+from components.spec import S3_VOLUMES, PlatformSpec, TenantSpec, team_namespace
 
 EDIT_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"
 IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
@@ -44,6 +48,13 @@ DNS_POD_LABELS = {"k8s-app": "kube-dns"}
 # Pods that sit behind an NLB: model services (the renderer sets this label from the workload kind,
 # after the workload's own labels, so no other workload can claim it).
 LOAD_BALANCER_POD_LABELS = {"app.kubernetes.io/component": "modelService"}
+# Interactive tools a team may put behind an internal NLB (`expose: internal`): JupyterLab and
+# TensorBoard, on their own ports only. The renderer sets `cloudml.io/expose: internal` only on
+# workloads that asked for it (teams cannot set cloudml.io/ labels), so tools left on port-forward
+# stay closed to the VPC — TensorBoard has no authentication.
+TOOL_POD_LABELS = {"cloudml.io/expose": "internal"}
+TOOL_COMPONENTS = ("devEnvironment", "tensorboard")
+TOOL_PORTS = (8888, 6006)
 INSTANCE_METADATA_CIDR = "169.254.169.254/32"
 # PVCs per team (see the quota comment in templates/tenancy/team.yaml.j2).
 PVC_QUOTA = 100
@@ -107,6 +118,9 @@ def tenancy_objects(platform: PlatformSpec, team: str, tenant: TenantSpec, *, vp
             load_balancer_pod_labels=LOAD_BALANCER_POD_LABELS,
             load_balancer_cidrs=load_balancer_cidrs(platform, vpc_cidr),
             load_balancer_ports=SERVING_PORTS,
+            tool_pod_labels=TOOL_POD_LABELS,
+            tool_components=list(TOOL_COMPONENTS),
+            tool_ports=TOOL_PORTS,
             metadata_cidr=INSTANCE_METADATA_CIDR,
         ),
     ]
@@ -203,12 +217,16 @@ class Tenancy(pulumi.ComponentResource):
     """Creates, for every team:
     `<name>-<team>` (ConfigGroup: namespace, ResourceQuota, LimitRange, NetworkPolicies),
     `<name>-<team>-irsa` (ServiceAccountRole for `team-<team>/<team>-workloads`, S3 limited to the team's prefixes),
-    `<name>-<team>-sa` (the workload ServiceAccount, annotated with that role);
+    `<name>-<team>-sa` (the workload ServiceAccount, annotated with that role),
+    `<name>-<team>-volumes` (ConfigGroup: the team's S3 PersistentVolumes and its claims);
     and for every team admin principal that is not a platform admin:
     `<name>-admin-<principal>` (EKS access entry) and `<name>-admin-<principal>-edit` (AmazonEKSEditPolicy
     scoped to the namespaces it administers).
 
-    Outputs: `teams` (team -> namespace, serviceAccount, gpuQuota, roleArn), the platform's `teams` output.
+    `bucket_names` (role -> bucket name) and `region` go into the S3 volumes.
+
+    Outputs: `teams` (team -> namespace, serviceAccount, gpuQuota, roleArn, volumes), the platform's
+    `teams` output.
     """
 
     def __init__(
@@ -222,11 +240,16 @@ class Tenancy(pulumi.ComponentResource):
         oidc_provider_arn: pulumi.Input[str],
         oidc_issuer_url: pulumi.Input[str],
         bucket_arns: Mapping[str, pulumi.Input[str]],
+        bucket_names: Mapping[str, pulumi.Input[str]],
+        region: str,
         vpc_cidr: pulumi.Input[str],
         kms_key_arn: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         _check_bucket_roles(bucket_arns)  # before anything exists
+        problems = volume_quota_problems(spec)
+        if problems:
+            raise ConfigError(problems)
         super().__init__("cloudml:platform:Tenancy", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.guards = k8s.yaml.v2.ConfigGroup(
@@ -236,6 +259,8 @@ class Tenancy(pulumi.ComponentResource):
         self.groups: dict[str, k8s.yaml.v2.ConfigGroup] = {}
         self.roles: dict[str, ServiceAccountRole] = {}
         self.service_accounts: dict[str, k8s.core.v1.ServiceAccount] = {}
+        self.volumes: dict[str, k8s.yaml.v2.ConfigGroup] = {}
+        s3_buckets = pulumi.Output.all(**{role: bucket_names[role] for role in S3_VOLUMES})
         for team, tenant in spec.teams.items():
             namespace, account = team_namespace(team), team_service_account(team)
             self.groups[team] = group = k8s.yaml.v2.ConfigGroup(
@@ -275,6 +300,14 @@ class Tenancy(pulumi.ComponentResource):
                     aliases=[pulumi.Alias(name=f"{name}-{team}:{namespace}/{account}", parent=group)],
                 ),
             )
+            # Its own group: bucket names are unknown until the buckets exist, and would otherwise
+            # hide the namespace, quota and policies from `pulumi preview`.
+            self.volumes[team] = k8s.yaml.v2.ConfigGroup(
+                f"{name}-{team}-volumes",
+                objs=s3_buckets.apply(lambda buckets, team=team: volume_objects(
+                    spec, team, team_labels(spec.name, team), bucket_names=buckets, region=region)),
+                opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[*cluster_access, group]),
+            )
         self.admin_entries: dict[str, aws.eks.AccessEntry] = {}
         self.admin_policies: dict[str, aws.eks.AccessPolicyAssociation] = {}
         for principal, namespaces in team_admin_namespaces(spec).items():
@@ -300,6 +333,7 @@ class Tenancy(pulumi.ComponentResource):
                 "serviceAccount": team_service_account(team),
                 "gpuQuota": tenant.gpu_quota,
                 "roleArn": self.roles[team].arn,
+                "volumes": team_volumes(spec),
             }
             for team, tenant in spec.teams.items()
         }

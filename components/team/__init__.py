@@ -4,69 +4,111 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components import platform_view as pv
-from components.errors import ConfigError, ConfigProblem, display_value, format_path
-from components.render import RENDERED_KINDS, WorkloadContext, render
-from components.spec import TEAM_KEY, TeamSpec
+from components.errors import ConfigError
+from components.labels import MANAGED_BY, PART_OF, TEAM_LABEL, WORKLOAD_LABEL
+from components.render import WorkloadContext, render
+from components.spec import DevEnvironmentWorkload, TeamSpec
+from components.workloads.dev_environment import TOKEN_SECRET_KEY, token_secret_name
 
-
-def unrendered_kind_problems(spec: TeamSpec) -> list[ConfigProblem]:
-    """Workload kinds the contract knows but cloudml cannot render yet are refused, never skipped."""
-    return [
-        ConfigProblem(
-            format_path(TEAM_KEY, ["workloads", i, "kind"]),
-            "cannot be deployed by this version of cloudml (no template for it yet)",
-            f"use one of: {', '.join(RENDERED_KINDS)}",
-            display_value(w.kind),
-        )
-        for i, w in enumerate(spec.workloads)
-        if w.kind not in RENDERED_KINDS
-    ]
+# Jupyter's access token: 48 letters and digits (~285 bits), safe in a URL and a header.
+TOKEN_LENGTH = 48
 
 
 def render_team(spec: TeamSpec, platform: pv.PlatformView) -> dict[str, list[dict]]:
-    """workload name -> its Kubernetes objects, after the cross-stack checks pass."""
-    problems = pv.team_platform_problems(spec, platform) + unrendered_kind_problems(spec)
+    """workload name -> its Kubernetes objects, after every stack-wide and cross-stack check passes."""
+    problems = pv.team_platform_problems(spec, platform)
     if problems:
         raise ConfigError(problems)
+    for warning in pv.team_platform_warnings(spec, platform):
+        pulumi.log.warn(warning)
     return {w.name: render(w.kind, WorkloadContext(spec, w, platform)) for w in spec.workloads}
 
 
+def _labels(spec: TeamSpec, component: str, workload: str | None = None) -> dict[str, str]:
+    labels = {
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        TEAM_LABEL: spec.name,
+    }
+    if workload is not None:
+        labels[WORKLOAD_LABEL] = workload
+    return labels
+
+
 class Team(pulumi.ComponentResource):
-    """Creates `<name>-platform` (StackReference to the platform stack), `<name>-k8s` (a Kubernetes
-    provider from the platform's kubeconfig) and `<name>-<workload>` (a ConfigGroup of each
-    workload's rendered objects).
+    """Creates, as children:
+    - `<name>-platform`: StackReference to the platform stack;
+    - `<name>-k8s`: a Kubernetes provider from the platform's kubeconfig;
+    - `<name>-secret-<secret>`: a Kubernetes Secret per entry of `secrets` (values stay Pulumi secrets);
+    - `<name>-<workload>-token` (RandomPassword) and `<name>-<workload>-token-secret` (the Secret
+      `<workload>-token`) for every devEnvironment: its access token, generated, never in config;
+    - `<name>-<workload>`: a ConfigGroup of each workload's rendered objects.
 
     Outputs: `namespace`, `workloads` (names).
     """
 
     def __init__(self, name: str, spec: TeamSpec, opts: pulumi.ResourceOptions | None = None):
         super().__init__("cloudml:team:Team", name, None, opts)
-        problems = unrendered_kind_problems(spec)
-        if problems:
-            raise ConfigError(problems)
         child = pulumi.ResourceOptions(parent=self)
         self.platform_ref = pulumi.StackReference(f"{name}-platform", stack_name=spec.platform_stack, opts=child)
         self.provider = k8s.Provider(
             f"{name}-k8s", kubeconfig=self.platform_ref.require_output(pv.OUTPUT_KUBECONFIG), opts=child
         )
-        view = pulumi.Output.all(
-            **{key: self.platform_ref.require_output(key) for key in (pv.OUTPUT_CLUSTER_NAME, pv.OUTPUT_TEAMS, pv.OUTPUT_GPU_POOLS)}
-        ).apply(lambda outputs: pv.PlatformView.from_outputs(outputs, spec.platform_stack))
+        outputs = {key: self.platform_ref.require_output(key) for key in pv.REQUIRED_OUTPUTS}
+        outputs.update({key: self.platform_ref.get_output(key) for key in pv.OPTIONAL_OUTPUTS})
+        view = pulumi.Output.all(**outputs).apply(lambda values: pv.PlatformView.from_outputs(values, spec.platform_stack))
+        # The platform names the namespace; until its outputs are checked, fall back to the convention.
+        namespace = view.apply(lambda p: p.teams[spec.name].namespace if spec.name in p.teams else spec.namespace)
+        in_cluster = pulumi.ResourceOptions(parent=self, provider=self.provider)
+
+        self.secrets = {
+            secret: k8s.core.v1.Secret(
+                f"{name}-secret-{secret}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=secret, namespace=namespace, labels=_labels(spec, "secret")),
+                type="Opaque",
+                string_data={key: pulumi.Output.secret(value.get_secret_value()) for key, value in keys.items()},
+                opts=in_cluster,
+            )
+            for secret, keys in spec.secrets.items()
+        }
+        self.tokens = {}
+        for workload in spec.workloads:
+            if isinstance(workload, DevEnvironmentWorkload):
+                password = random.RandomPassword(
+                    f"{name}-{workload.name}-token", length=TOKEN_LENGTH, special=False, opts=child
+                )
+                self.tokens[workload.name] = k8s.core.v1.Secret(
+                    f"{name}-{workload.name}-token-secret",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        name=token_secret_name(workload.name), namespace=namespace,
+                        labels=_labels(spec, "devEnvironment", workload.name),
+                    ),
+                    type="Opaque",
+                    # The SDK marks RandomPassword.result secret; say so here too so no path leaks it.
+                    string_data={TOKEN_SECRET_KEY: pulumi.Output.secret(password.result)},
+                    opts=in_cluster,
+                )
+
         # Cross-stack checks run when the platform's outputs arrive; a failure stops the update
         # before any workload object is sent to the cluster.
         rendered = view.apply(lambda platform: render_team(spec, platform))
-        self.workloads = {
-            w.name: k8s.yaml.v2.ConfigGroup(
+        self.workloads = {}
+        for w in spec.workloads:
+            # A pod whose Secret does not exist yet fails to start: create the Secrets first.
+            needs = [self.secrets[ref.secret] for ref in w.secret_env.values() if ref.secret in self.secrets]
+            if w.name in self.tokens:
+                needs.append(self.tokens[w.name])
+            self.workloads[w.name] = k8s.yaml.v2.ConfigGroup(
                 f"{name}-{w.name}",
                 objs=rendered.apply(lambda by_name, n=w.name: by_name[n]),
                 # Pulumi would otherwise wait for a Job to complete (and fail the update after 10
                 # minutes): a training run is started by `pulumi up`, not awaited by it.
                 skip_await=True,
-                opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
+                opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=needs),
             )
-            for w in spec.workloads
-        }
         self.namespace = spec.namespace
         self.register_outputs({"namespace": self.namespace, "workloads": sorted(self.workloads)})

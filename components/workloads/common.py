@@ -1,0 +1,37 @@
+"""Values several workload kinds share: where a run keeps its checkpoints, logs and model."""
+
+from __future__ import annotations
+
+from components.render import WorkloadContext, bucket_uri
+
+# The Job controller labels every pod with its Job's name (Kubernetes 1.27+). A one-off Job's name
+# is the workload's, so a retried pod finds the checkpoints of the pods before it; each run of a
+# CronJob is a new Job, so it starts from scratch instead of "resuming" yesterday's finished run.
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+RUN_ID_ENV = "CLOUDML_RUN_ID"
+
+
+def field_env(name: str, field_path: str) -> dict:
+    """An env var from the downward API (a field of the pod itself)."""
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": field_path}}}
+
+
+def run_env(context: WorkloadContext, run_id_label: str = JOB_NAME_LABEL, model: str | None = None) -> list[dict]:
+    """The env a training-like container gets: who it is, and where its outputs go.
+
+    Every directory is under the team's own prefix of a platform bucket, the only place its IAM role
+    may write. `$(CLOUDML_RUN_ID)` is expanded by the kubelet from the env var defined before it.
+    """
+    team, workload, platform = context.team.name, context.workload, context.platform
+    run = f"$({RUN_ID_ENV})"
+    env = [
+        {"name": "CLOUDML_TEAM", "value": team},
+        {"name": "CLOUDML_WORKLOAD", "value": workload.name},
+        field_env(RUN_ID_ENV, f"metadata.labels['{run_id_label}']"),
+        {"name": "CLOUDML_CHECKPOINT_DIR", "value": bucket_uri(platform, "checkpoints", team, workload.name, run)},
+        {"name": "CLOUDML_LOG_DIR", "value": bucket_uri(platform, "logs", team, workload.name, run)},
+    ]
+    if model is not None:
+        # The trainer exports to <CLOUDML_MODEL_DIR><version>/, the layout TF Serving loads.
+        env.append({"name": "CLOUDML_MODEL_DIR", "value": bucket_uri(platform, "models", team, model)})
+    return env

@@ -1,0 +1,162 @@
+"""kind: devEnvironment — JupyterLab with TensorBoard beside it, stopped when idle.
+
+The environment is a Job, not a Deployment, so that idling really releases its GPU: Jupyter shuts
+itself down after `idleTimeout` without activity and exits 0, the Job completes, the pod ends and its
+GPU goes back to the pool. TensorBoard runs as a native sidecar, so it stops with Jupyter. The home
+directory is an EFS PersistentVolumeClaim that outlives the pod. This module also provides the
+Service exposure (ClusterIP or internal NLB) that the tensorboard kind shares.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.render import RenderError, WorkloadContext, wrap_command
+from components.spec import DevEnvironmentWorkload
+
+HOME = "/home/cloudml"
+HOME_VOLUME = "home"
+JUPYTER_PORT = 8888
+TENSORBOARD_PORT = 6006
+# TensorBoard reads what the user writes here (e.g. tf.keras.callbacks.TensorBoard(log_dir=...)).
+TENSORBOARD_LOGDIR = f"{HOME}/logs"
+TENSORBOARD_RESOURCES = {"cpu": "500m", "memory": "1Gi"}
+# How often Jupyter looks for idle kernels and terminals (never less often than the timeout itself).
+CULL_INTERVAL_SECONDS = 60
+# A crash restarts Jupyter in place (restartPolicy OnFailure) at most this many times.
+CRASH_RESTARTS = 3
+# Kubernetes deletes the finished Job after this long. Pulumi still believes it exists, so
+# `pulumi up --refresh` notices it is gone and creates it again: that starts the environment anew
+# (with the same home volume). Without a TTL the completed Job would stay and block a restart.
+FINISHED_JOB_TTL_SECONDS = 300
+# The Team component creates the Secret `<workload>-token` (key `token`) with a random value;
+# Jupyter reads its token from JUPYTER_TOKEN, never from its command line.
+TOKEN_SECRET_KEY = "token"
+TOKEN_ENV = "JUPYTER_TOKEN"
+IDLE_TIMEOUT_ENV = "CLOUDML_IDLE_TIMEOUT"
+
+# AWS Load Balancer Controller: an NLB (IP targets) inside the VPC. The platform's admission guard
+# refuses a team LoadBalancer Service that asks for internet-facing; `internal` is said explicitly.
+NLB_CLASS = "service.k8s.aws/nlb"
+INTERNAL_NLB_ANNOTATIONS = {
+    "service.beta.kubernetes.io/aws-load-balancer-type": "external",
+    "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
+    "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
+}
+# Marks the pods an internal NLB sends traffic to, so a tenancy NetworkPolicy can admit the VPC's
+# addresses to exactly these pods (cloudml.io/ is a prefix users cannot set on their own labels).
+EXPOSE_LABEL = "cloudml.io/expose"
+
+
+def token_secret_name(workload: str) -> str:
+    """The Secret holding a devEnvironment's access token (created by components.team)."""
+    return f"{workload}-token"
+
+
+def jupyter_command(idle_timeout: int) -> list[str]:
+    """JupyterLab on all interfaces with jupyter_server's idle shutdown.
+
+    Kernels idle (and not busy) for `idle_timeout` are culled even with a browser tab attached;
+    terminals inactive that long are culled (an open terminal would otherwise keep the server up);
+    the server stops once it has had no kernels, no terminals and no API activity for `idle_timeout`.
+    """
+    interval = min(CULL_INTERVAL_SECONDS, idle_timeout)
+    return [
+        "jupyter", "lab",
+        "--ip=0.0.0.0",
+        f"--port={JUPYTER_PORT}",
+        "--no-browser",
+        f"--ServerApp.root_dir={HOME}",
+        f"--ServerApp.shutdown_no_activity_timeout={idle_timeout}",
+        f"--MappingKernelManager.cull_idle_timeout={idle_timeout}",
+        f"--MappingKernelManager.cull_interval={interval}",
+        "--MappingKernelManager.cull_connected=True",
+        "--MappingKernelManager.cull_busy=False",
+        f"--TerminalManager.cull_inactive_timeout={idle_timeout}",
+        f"--TerminalManager.cull_interval={interval}",
+    ]
+
+
+def service_exposure(shared: dict[str, Any], expose: str) -> dict[str, Any]:
+    """Values of a workload's Service: ClusterIP (port-forward) or an internal NLB."""
+    if expose == "internal":
+        return {
+            "type": "LoadBalancer",
+            "load_balancer_class": NLB_CLASS,
+            "annotations": {**shared["annotations"], **INTERNAL_NLB_ANNOTATIONS},
+        }
+    return {"type": "ClusterIP", "load_balancer_class": None, "annotations": dict(shared["annotations"])}
+
+
+def exposed_labels(shared: dict[str, Any], expose: str) -> dict[str, str]:
+    return {**shared["labels"], EXPOSE_LABEL: "internal"} if expose == "internal" else shared["labels"]
+
+
+def check_mount_paths(workload_name: str, reserved: str, mounts: list[dict], *, nested_ok: bool) -> None:
+    """A data volume cannot take the mount path cloudml gives its own volume (nor, when that volume
+    is read-only, a path under it: the kubelet could not create the mount point)."""
+    for mount in mounts:
+        path = mount["mountPath"].rstrip("/")
+        if path == reserved or (not nested_ok and path.startswith(reserved + "/")):
+            where = "at" if path == reserved else "under"
+            raise RenderError(
+                f"workload {workload_name}: a data volume is mounted {where} {reserved}, where cloudml mounts "
+                "its own volume; give it another mountPath"
+            )
+
+
+def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
+    workload: DevEnvironmentWorkload = context.workload
+    storage_class = context.platform.shared_storage_class
+    if not storage_class:
+        raise RenderError(f"workload {workload.name}: the platform has no shared file system for the home volume")
+    check_mount_paths(workload.name, HOME, shared["volume_mounts"], nested_ok=True)
+    image = workload.image or context.team.defaults.dev_image
+    # The user's command replaces JupyterLab (and its idle shutdown); their args always follow.
+    main = list(workload.command) if workload.command else jupyter_command(workload.idle_timeout)
+    command, args = wrap_command(main, workload.args, workload.pre_commands, workload.post_commands)
+    home_mount = {"name": HOME_VOLUME, "mountPath": HOME}
+    home_claim = f"{workload.name}-home"
+    # cloudml's variables come last so a user's env of the same name cannot replace the token.
+    env = shared["env"] + [
+        {"name": "HOME", "value": HOME},
+        {"name": IDLE_TIMEOUT_ENV, "value": str(workload.idle_timeout)},
+        {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": token_secret_name(workload.name), "key": TOKEN_SECRET_KEY}}},
+    ]
+    tensorboard = {
+        "name": "tensorboard",
+        "image": image,
+        "command": ["tensorboard", "--logdir", TENSORBOARD_LOGDIR, "--host", "0.0.0.0", "--port", str(TENSORBOARD_PORT)],
+        "ports": [{"name": "tensorboard", "containerPort": TENSORBOARD_PORT, "protocol": "TCP"}],
+        # GPU images set NVIDIA_VISIBLE_DEVICES=all; on a GPU node the NVIDIA runtime would then hand
+        # this GPU-less container every GPU of the node. `void` gives it none.
+        "env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}],
+        "resources": {"requests": TENSORBOARD_RESOURCES, "limits": TENSORBOARD_RESOURCES},
+        "volumeMounts": [{**home_mount, "readOnly": True}],
+    }
+    return {
+        **shared,
+        "image": image,
+        "command": command,
+        "args": args,
+        "env": env,
+        "labels": exposed_labels(shared, workload.expose),
+        "ports": [{"name": "http", "containerPort": JUPYTER_PORT, "protocol": "TCP"}],
+        # /api answers without a token and does not count as activity, so probes never keep it awake.
+        "readiness_probe": {"httpGet": {"path": "/api", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
+        "pod_volumes": [{"name": HOME_VOLUME, "persistentVolumeClaim": {"claimName": home_claim}}, *shared["pod_volumes"]],
+        "volume_mounts": [home_mount, *shared["volume_mounts"]],
+        "sidecars": [tensorboard],
+        "home_claim": home_claim,
+        "home_size": workload.home_size,
+        "storage_class": storage_class,
+        "crash_restarts": CRASH_RESTARTS,
+        "finished_ttl": FINISHED_JOB_TTL_SECONDS,
+        # Named targetPorts of native sidecars reach no EndpointSlice before Kubernetes 1.32
+        # (kubernetes#127958): the Service targets port numbers.
+        "service_ports": [
+            {"name": "http", "port": JUPYTER_PORT, "targetPort": JUPYTER_PORT, "protocol": "TCP"},
+            {"name": "tensorboard", "port": TENSORBOARD_PORT, "targetPort": TENSORBOARD_PORT, "protocol": "TCP"},
+        ],
+        "service": service_exposure(shared, workload.expose),
+    }

@@ -1,0 +1,102 @@
+"""Cross-stack checks of a team stack against its platform's outputs (`components.platform_view`):
+GPU quota (error over it, warning near it), load-balancer exposure, Prometheus for autoscaling, the
+team volumes and shared storage the workloads need. Exact problem text, as a user sees it."""
+
+from __future__ import annotations
+
+from components.platform_view import team_platform_problems, team_platform_warnings
+from components.spec import load_team
+from workload_fixtures import VOLUME_CLAIMS, platform_outputs, platform_view, team_config
+
+TRAIN = {"kind": "training", "name": "train", "command": ["python"]}
+SERVE = {"kind": "modelService", "name": "serve", "model": "m"}
+
+
+def tenant(quota: int, volumes: dict | None = None) -> dict:
+    team = platform_outputs()["teams"]["vision"]
+    return {"vision": {**team, "gpuQuota": quota, "volumes": VOLUME_CLAIMS if volumes is None else volumes}}
+
+
+def check(*workloads: dict, **outputs) -> list[str]:
+    spec = load_team(team_config(*workloads))
+    return [str(p) for p in team_platform_problems(spec, platform_view(**outputs))]
+
+
+def test_workloads_over_the_gpu_quota_are_one_problem_listing_each_workload():
+    # serve: 3 replicas + 1 pod of rolling-update surge.
+    assert check({**TRAIN, "gpus": 4}, {**SERVE, "gpus": 1, "replicas": 3}, teams=tenant(6)) == [
+        "cloudml:team.workloads: can hold 8 GPUs at once (train 4, serve 4), more than the team's quota of 6; "
+        "Kubernetes would leave the excess pods pending (got 8). Fix: lower gpus, replicas, parallelism or worker "
+        "counts, or ask the platform team to raise the quota (cloudml:platform.teams.vision.gpuQuota)"
+    ]
+
+
+def test_workloads_exactly_at_the_quota_pass_with_a_warning():
+    spec = load_team(team_config({**TRAIN, "gpus": 4}, {**SERVE, "gpus": 1, "replicas": 1}))
+    view = platform_view(teams=tenant(6))
+    assert team_platform_problems(spec, view) == []
+    assert team_platform_warnings(spec, view) == [
+        "cloudml:team.workloads: can hold 6 of the team's 6 GPUs at once; runs started by hand or other stacks of "
+        "the team may wait for GPUs"
+    ]
+
+
+def test_workloads_well_under_the_quota_get_no_warning():
+    spec = load_team(team_config({**TRAIN, "gpus": 4}))
+    assert team_platform_warnings(spec, platform_view(teams=tenant(8))) == []
+
+
+def test_internet_facing_service_on_a_platform_that_forbids_it():
+    assert check({**SERVE, "expose": "internet", "sourceCidrs": ["203.0.113.0/24"]}) == [
+        'cloudml:team.workloads[0].expose: asks for an internet-facing load balancer, which platform stack '
+        'org/cloudml/platform-x does not allow (got "internet"). Fix: use expose: internal (reachable in the VPC), '
+        "or ask the platform team to set cloudml:platform.loadBalancing.allowInternetFacing"
+    ]
+
+
+def test_internet_facing_service_must_stay_inside_the_platforms_cidrs():
+    lb = {"allowInternetFacing": True, "internetFacingCidrs": ["203.0.113.0/24"]}
+    ok = {**SERVE, "expose": "internet", "sourceCidrs": ["203.0.113.128/25"]}
+    assert check(ok, loadBalancing=lb) == []
+    wide = {**SERVE, "expose": "internet", "sourceCidrs": ["203.0.113.128/25", "198.51.100.0/24"]}
+    assert check(wide, loadBalancing=lb) == [
+        'cloudml:team.workloads[0].sourceCidrs[1]: is outside the CIDRs the platform lets internet-facing load '
+        'balancers accept (got "198.51.100.0/24"). Fix: use CIDRs inside 203.0.113.0/24'
+    ]
+
+
+def test_autoscaling_needs_the_platforms_prometheus():
+    scaled = {**SERVE, "gpus": 1, "autoscale": {"maxReplicas": 2}}
+    assert check(scaled) == []
+    assert check(scaled, prometheusUrl=None) == [
+        "cloudml:team.workloads[0].autoscale: needs Prometheus, and platform stack org/cloudml/platform-x exports no "
+        "prometheusUrl (monitoring is not deployed). Fix: use a fixed replicas count until the platform runs monitoring"
+    ]
+
+
+def test_a_volume_the_platform_does_not_provide():
+    volumes = {k: v for k, v in VOLUME_CLAIMS.items() if k != "shared"}
+    assert check({**TRAIN, "volumes": [{"source": "shared", "mountPath": "/mnt/shared"}]}, teams=tenant(8, volumes)) == [
+        'cloudml:team.workloads[0].volumes[0].source: is a volume platform stack org/cloudml/platform-x does not '
+        'provide (its sharedFilesystem is none) (got "shared"). Fix: use one of: datasets, logs, models'
+    ]
+
+
+def test_model_service_and_tensorboard_need_their_bucket_volumes():
+    problems = check(SERVE, TRAIN, {"kind": "tensorboard", "name": "tb", "logsFrom": "train"}, teams=tenant(8, {}))
+    assert problems == [
+        "cloudml:team.workloads[0].kind: reads the team's models bucket through the platform's `models` volume, "
+        "which platform stack org/cloudml/platform-x does not provide (got \"modelService\"). Fix: run `pulumi up` "
+        "on the platform stack with this version of cloudml first",
+        "cloudml:team.workloads[2].kind: reads the team's logs bucket through the platform's `logs` volume, "
+        "which platform stack org/cloudml/platform-x does not provide (got \"tensorboard\"). Fix: run `pulumi up` "
+        "on the platform stack with this version of cloudml first",
+    ]
+
+
+def test_dev_environment_needs_a_shared_file_system_for_its_home():
+    assert check({"kind": "devEnvironment", "name": "dev"}, sharedStorageClass=None) == [
+        'cloudml:team.workloads[0].kind: needs a persistent home volume, and platform stack org/cloudml/platform-x '
+        'has no shared file system (got "devEnvironment"). Fix: ask the platform team to set '
+        "cloudml:platform.storage.sharedFilesystem: efs"
+    ]
