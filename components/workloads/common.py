@@ -1,6 +1,9 @@
-"""Values several workload kinds share: where a run keeps its checkpoints, logs and model."""
+"""Values several workload kinds share: where a run keeps its checkpoints, logs and model, and how
+a Service is exposed (ClusterIP or an NLB of the AWS Load Balancer Controller)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from components.render import WorkloadContext, bucket_uri
 
@@ -35,3 +38,25 @@ def run_env(context: WorkloadContext, run_id_label: str = JOB_NAME_LABEL, model:
         # The trainer exports to <CLOUDML_MODEL_DIR><version>/, the layout TF Serving loads.
         env.append({"name": "CLOUDML_MODEL_DIR", "value": bucket_uri(platform, "models", team, model)})
     return env
+
+
+# AWS Load Balancer Controller: an NLB with the pods as IP targets. The platform's admission guard
+# refuses a team LoadBalancer Service that is not explicitly internal unless the platform allows
+# internet-facing ones; the scheme is always written out.
+NLB_CLASS = "service.k8s.aws/nlb"
+SCHEME_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-scheme"
+NLB_ANNOTATIONS = {
+    "service.beta.kubernetes.io/aws-load-balancer-type": "external",
+    "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
+}
+
+
+def service_exposure(user_annotations: dict[str, str], scheme: str | None, source_ranges: list[str] = ()) -> dict[str, Any]:
+    """Type, annotations, class and source ranges of a workload's Service: ClusterIP when `scheme` is
+    None, else an NLB of that scheme (`internal` or `internet-facing`). The load-balancer annotations
+    come after the workload's own, so a workload annotation cannot change the scheme."""
+    if scheme is None:
+        return {"type": "ClusterIP", "annotations": dict(user_annotations), "load_balancer_class": None, "source_ranges": []}
+    annotations = {**user_annotations, **NLB_ANNOTATIONS, SCHEME_ANNOTATION: scheme}
+    return {"type": "LoadBalancer", "annotations": annotations, "load_balancer_class": NLB_CLASS,
+            "source_ranges": list(source_ranges)}

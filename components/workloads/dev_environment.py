@@ -13,6 +13,7 @@ from typing import Any
 
 from components.render import RenderError, WorkloadContext, wrap_command
 from components.spec import DevEnvironmentWorkload
+from components.workloads.common import service_exposure
 
 HOME = "/home/cloudml"
 HOME_VOLUME = "home"
@@ -35,14 +36,6 @@ TOKEN_SECRET_KEY = "token"
 TOKEN_ENV = "JUPYTER_TOKEN"
 IDLE_TIMEOUT_ENV = "CLOUDML_IDLE_TIMEOUT"
 
-# AWS Load Balancer Controller: an NLB (IP targets) inside the VPC. The platform's admission guard
-# refuses a team LoadBalancer Service that asks for internet-facing; `internal` is said explicitly.
-NLB_CLASS = "service.k8s.aws/nlb"
-INTERNAL_NLB_ANNOTATIONS = {
-    "service.beta.kubernetes.io/aws-load-balancer-type": "external",
-    "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
-    "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
-}
 # Marks the pods an internal NLB sends traffic to, so a tenancy NetworkPolicy can admit the VPC's
 # addresses to exactly these pods (cloudml.io/ is a prefix users cannot set on their own labels).
 EXPOSE_LABEL = "cloudml.io/expose"
@@ -77,15 +70,9 @@ def jupyter_command(idle_timeout: int) -> list[str]:
     ]
 
 
-def service_exposure(shared: dict[str, Any], expose: str) -> dict[str, Any]:
-    """Values of a workload's Service: ClusterIP (port-forward) or an internal NLB."""
-    if expose == "internal":
-        return {
-            "type": "LoadBalancer",
-            "load_balancer_class": NLB_CLASS,
-            "annotations": {**shared["annotations"], **INTERNAL_NLB_ANNOTATIONS},
-        }
-    return {"type": "ClusterIP", "load_balancer_class": None, "annotations": dict(shared["annotations"])}
+def tool_service(shared: dict[str, Any], expose: str) -> dict[str, Any]:
+    """The Service of an interactive tool: ClusterIP (port-forward) or an internal NLB."""
+    return service_exposure(shared["annotations"], "internal" if expose == "internal" else None)
 
 
 def exposed_labels(shared: dict[str, Any], expose: str) -> dict[str, str]:
@@ -158,5 +145,5 @@ def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
             {"name": "http", "port": JUPYTER_PORT, "targetPort": JUPYTER_PORT, "protocol": "TCP"},
             {"name": "tensorboard", "port": TENSORBOARD_PORT, "targetPort": TENSORBOARD_PORT, "protocol": "TCP"},
         ],
-        "service": service_exposure(shared, workload.expose),
+        "service": tool_service(shared, workload.expose),
     }

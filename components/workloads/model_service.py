@@ -12,6 +12,7 @@ from typing import Any
 
 from components.render import RenderError, WorkloadContext, wrap_command
 from components.spec import AutoscaleSpec, BatchingSpec, ModelServiceWorkload
+from components.workloads.common import service_exposure
 
 SERVER_BINARY = "tensorflow_model_server"
 GRPC_PORT = 8500
@@ -36,8 +37,6 @@ GPU_UTILIZATION_METRIC = "DCGM_FI_DEV_GPU_UTIL"
 # Deployment pods are owned by a ReplicaSet named `<deployment>-<pod-template-hash>` (alphanumeric).
 # Selecting pods through that owner is exact: a name regex like `<name>-.*` would also take the pods
 # of another workload called `<name>-v2` (a training Job on the same GPUs, say).
-# The AWS Load Balancer Controller's class: it (not the in-tree cloud provider) makes the NLB.
-NLB_CLASS = "service.k8s.aws/nlb"
 POD_OWNER_METRIC = "kube_pod_owner"  # kube-state-metrics: labels namespace, pod, owner_kind, owner_name
 
 
@@ -251,16 +250,7 @@ def _number_text(value: float | int) -> str:
 
 
 def service_values(workload: ModelServiceWorkload, user_annotations: dict[str, str]) -> dict[str, Any]:
-    """Type, annotations and source ranges of the Service, by `expose`. The load balancer
-    annotations come last: a workload's own annotations cannot change the scheme."""
-    if workload.expose == "cluster":
-        return {"type": "ClusterIP", "annotations": dict(user_annotations), "load_balancer_class": None, "source_ranges": []}
-    # The AWS Load Balancer Controller makes an NLB with the pods as IP targets.
-    annotations = {
-        **user_annotations,
-        "service.beta.kubernetes.io/aws-load-balancer-type": "external",
-        "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
-        "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal" if workload.expose == "internal" else "internet-facing",
-    }
+    """Type, annotations and source ranges of the Service, by `expose`."""
+    scheme = {"cluster": None, "internal": "internal", "internet": "internet-facing"}[workload.expose]
     source_ranges = [str(c) for c in workload.source_cidrs] if workload.expose == "internet" else []
-    return {"type": "LoadBalancer", "annotations": annotations, "load_balancer_class": NLB_CLASS, "source_ranges": source_ranges}
+    return service_exposure(user_annotations, scheme, source_ranges)

@@ -12,7 +12,7 @@ from typing import Any
 
 from components.render import RenderError, WorkloadContext, wrap_command
 from components.spec import TensorboardWorkload
-from components.workloads.dev_environment import TENSORBOARD_PORT, check_mount_paths, exposed_labels, service_exposure
+from components.workloads.dev_environment import TENSORBOARD_PORT, check_mount_paths, exposed_labels, tool_service
 
 LOGS_MOUNT = "/logs"
 LOGS_VOLUME = "logs"
@@ -45,5 +45,5 @@ def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
         ],
         "volume_mounts": [{"name": LOGS_VOLUME, "mountPath": LOGS_MOUNT, "readOnly": True}, *shared["volume_mounts"]],
         "service_ports": [{"name": "tensorboard", "port": TENSORBOARD_PORT, "targetPort": TENSORBOARD_PORT, "protocol": "TCP"}],
-        "service": service_exposure(shared, workload.expose),
+        "service": tool_service(shared, workload.expose),
     }
