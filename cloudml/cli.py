@@ -1,8 +1,10 @@
 """The `cloudml` command line.
 
-`cloudml plan <stack>` / `cloudml plan --all`: the offline plan. Exit status 0 when every stack
-plans cleanly, 1 when a mandatory policy is violated, 2 when a stack's config is invalid (the
-message names every problem; no traceback), 3 on an internal error.
+`cloudml plan <stack>` / `cloudml plan --all`: the offline plan, with the policy rules evaluated.
+Exit status 0 when every stack plans cleanly, 1 when a planned stack violates a mandatory rule
+(every plan is still written; stderr names the stacks), 2 when a stack's config or the
+`--policy-config` file is invalid (the message names every problem; no traceback; 2 wins over 1
+when both happen with --all: an invalid stack was not checked at all), 3 on an internal error.
 `cloudml contract`: the stack contract reference (Markdown), generated from components/spec.py.
 """
 
@@ -21,6 +23,7 @@ from rich.markup import escape
 from cloudml.plan import Planner, StackConfigError, StackPlan, write_plan
 from cloudml.report import print_plan
 from cloudml.stackfile import STACK_NAME, list_stacks
+from policies.settings import PolicySettings, PolicySettingsError, load_settings
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -44,6 +47,9 @@ def plan(
     stacks_dir: Path = typer.Option(Path("stacks"), "--stacks-dir", help="Where the Pulumi.<stack>.yaml files are."),
     out: Path = typer.Option(Path("out"), "--out", help="Write out/<stack>/plan.json and manifests/ here."),
     output_format: Format = typer.Option(Format.text, "--format", help="text for people, json for CI (stdout)."),
+    policy_config: Path | None = typer.Option(
+        None, "--policy-config", help="YAML/JSON file: policy pack config keys and per-rule levels (rules: {name: disabled|advisory|mandatory})."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show the traceback of an internal error."),
 ) -> None:
     """Show what a stack would create, offline: no cloud credentials, no Pulumi CLI."""
@@ -57,9 +63,19 @@ def plan(
     if not names:
         errors.print(f"No stack files (Pulumi.<stack>.yaml) in {stacks_dir}.", soft_wrap=True, markup=False)
         raise typer.Exit(EXIT_CONFIG)
-    planner = Planner(stacks_dir)
+    settings = PolicySettings()
+    if policy_config is not None:
+        from policies.rules import RULES
+
+        try:
+            settings = load_settings(policy_config, RULES)
+        except PolicySettingsError as error:
+            errors.print(error.render(), soft_wrap=True, markup=False)
+            raise typer.Exit(EXIT_CONFIG) from None
+    planner = Planner(stacks_dir, settings)
     plans: list[StackPlan] = []
     failures: list[dict] = []
+    policy_failed: list[str] = []
     status = EXIT_OK
     for name in names:
         try:
@@ -81,9 +97,13 @@ def plan(
         plans.append(result)
         if any(f["level"] == "mandatory" for f in result.findings):
             status = max(status, EXIT_POLICY)
+            policy_failed.append(result.stack)
         if output_format is Format.text:
             print_plan(console, result, str(folder))
             console.print()
+    if policy_failed:
+        errors.print(f"Policy: mandatory violations in stack(s) {', '.join(policy_failed)}; see the findings "
+                     "above (each with its fix) or in plan.json `findings`.", soft_wrap=True, markup=False)
     if output_format is Format.json:
         # One shape whatever happened, so CI can read it without first checking the exit status.
         document = {"stacks": [p.to_json() for p in plans], "invalid": failures}

@@ -273,7 +273,8 @@ def _validated_name(metadata: list) -> str | None:
                 return _VALIDATED_TYPES[func]
             if func.__qualname__ == "dns_label.<locals>.check":
                 closure = dict(zip(func.__code__.co_freevars, (c.cell_contents for c in func.__closure__)))
-                return f"DNS-1123 label (≤ {closure['max_length']} chars)"
+                kind = "DNS-1035 label (starts with a letter, " if closure.get("start_with_letter") else "DNS-1123 label ("
+                return f"{kind}≤ {closure['max_length']} chars)"
             if func.__qualname__ == "_cidr.<locals>.parse":
                 closure = dict(zip(func.__code__.co_freevars, (c.cell_contents for c in func.__closure__)))
                 low, high = closure["min_prefix"], closure["max_prefix"]

@@ -9,6 +9,7 @@ the plan reports.
 
 from __future__ import annotations
 
+
 import hashlib
 import threading
 from dataclasses import dataclass, field
@@ -171,6 +172,8 @@ class Registration:
     depends_on: list[str]
     provider: str
     ignore_changes: list[str]
+    replace_on_changes: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
     read: bool = False  # an existing resource the program reads (StackReference), not one it creates
 
 
@@ -200,6 +203,8 @@ class RecordingMonitor(MockMonitor):
             depends_on=sorted(request.dependencies),
             provider=request.provider,
             ignore_changes=list(request.ignoreChanges),
+            replace_on_changes=list(request.replaceOnChanges),
+            delete_before_replace=bool(request.deleteBeforeReplace),
         ))
         return response
 

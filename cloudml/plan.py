@@ -3,8 +3,10 @@
 `Planner.plan(stack)` loads `stacks/Pulumi.<stack>.yaml`, validates it, plans the referenced
 platform stack first for a team stack (its outputs feed the StackReference and the cross-stack
 checks), runs the program under mocks, expands every ConfigGroup into the Kubernetes objects it
-holds, and computes the GPU budget. `write_plan` writes `plan.json` (stable ordering) and one
-manifest file per component or workload.
+holds, computes the GPU budget and evaluates the policy rules (`policies.rules.RULES`) over
+`planned_resources(plan)`: the recorded resources plus every ConfigGroup object as a resource of its
+own, as a real `pulumi preview` registers them. `write_plan` writes `plan.json` (stable ordering) and
+one manifest file per component or workload.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 import yaml
 
 from cloudml.engine import run_program
+from policies.core import PlannedResource, evaluate, kubernetes_type
+from policies.settings import PolicySettings, apply_levels
 from cloudml.mocks import Registration, redact, secret_names, unwrap
 from components.errors import SECRET_DISPLAY
 from cloudml.stackfile import PROJECT, STACK_NAME, StackFile, load_stack_file, stack_path
@@ -72,6 +76,7 @@ class StackPlan:
     warnings: list[str]
     gpu_budget: dict
     findings: list[dict] = field(default_factory=list)
+    policy_rules: int = 0  # how many rules were evaluated (disabled ones left out)
     plain_outputs: dict = field(default_factory=dict, repr=False)  # for a team's StackReference only
     secret_outputs: list[str] = field(default_factory=list)
 
@@ -106,14 +111,27 @@ def summary(plan: StackPlan) -> dict:
         "kubernetesObjects": len(plan.objects),
         "kubernetesObjectsByKind": dict(sorted(kinds.items())),
         "protected": sum(1 for r in plan.resources if r["protect"]),
+        "policy": {
+            "rules": plan.policy_rules,
+            "mandatory": sum(1 for f in plan.findings if f["level"] == "mandatory"),
+            "advisory": sum(1 for f in plan.findings if f["level"] == "advisory"),
+        },
     }
 
 
 class Planner:
     """Plans stacks from one stacks directory; each stack is planned at most once."""
 
-    def __init__(self, stacks_dir: Path):
+    def __init__(self, stacks_dir: Path, policy: PolicySettings | None = None, rules: list | None = None):
+        """`policy`: the settings of `--policy-config` (defaults: PolicyConfig's, every rule at its
+        level); `rules`: the rules to evaluate (default: policies.rules.RULES)."""
+        if rules is None:
+            from policies.rules import RULES
+
+            rules = RULES
         self.stacks_dir = stacks_dir
+        self.policy = policy or PolicySettings()
+        self.rules = apply_levels(rules, self.policy.rules)
         self._plans: dict[str, StackPlan] = {}
         self._in_progress: set[str] = set()  # a team referencing a team referencing ... back
 
@@ -128,9 +146,12 @@ class Planner:
             try:
                 stack = load_stack_file(self.stacks_dir, name)
                 if stack.kind == "platform":
-                    self._plans[name] = self._plan_platform(stack)
+                    planned = self._plan_platform(stack)
                 else:
-                    self._plans[name] = self._plan_team(stack)
+                    planned = self._plan_team(stack)
+                planned.findings = findings(planned, self.rules, self.policy)
+                planned.policy_rules = len(self.rules)
+                self._plans[name] = planned
             except ConfigError as error:
                 raise StackConfigError(name, error) from None
             finally:
@@ -230,6 +251,8 @@ def resource_record(registration: Registration) -> dict:
         "retainOnDelete": registration.retain_on_delete,
         "dependsOn": registration.depends_on,
         "ignoreChanges": registration.ignore_changes,
+        "replaceOnChanges": registration.replace_on_changes,
+        "deleteBeforeReplace": registration.delete_before_replace,
         "provider": registration.provider,
         "inputs": redact(registration.inputs),
     }
@@ -253,11 +276,18 @@ def _kubernetes_objects(registration: Registration) -> list[dict]:
 
 
 def _manifest_file(registration: Registration, by_urn: dict[str, Registration]) -> str:
-    """A ConfigGroup gets a file of its own; other Kubernetes resources go with their component."""
-    if registration.type == CONFIG_GROUP:
+    """A ConfigGroup or a custom resource (a workload's JobSet) gets a file of its own; other
+    Kubernetes resources (Secrets, service accounts) go with their component."""
+    if registration.type == CONFIG_GROUP or _is_custom_kind(registration.type):
         return f"{registration.name}.yaml"
     parent = by_urn.get(registration.parent)
     return f"{parent.name if parent else registration.name}.yaml"
+
+
+def _is_custom_kind(resource_type: str) -> bool:
+    """kubernetes:<group>/<version>:<Kind> of a CRD (its group has a dot and is not *.k8s.io)."""
+    group = resource_type.split(":")[1].split("/")[0] if resource_type.startswith("kubernetes:") else ""
+    return "." in group and not group.endswith(".k8s.io")
 
 
 def ordered(obj: Any, top: bool = True) -> Any:
@@ -268,6 +298,48 @@ def ordered(obj: Any, top: bool = True) -> Any:
     if isinstance(obj, list):
         return [ordered(v, top=False) for v in obj]
     return obj
+
+
+# --- policy ---------------------------------------------------------------------------------
+
+
+def planned_resources(plan: StackPlan | dict) -> list[PlannedResource]:
+    """What the rules see: every recorded resource, then every object of every ConfigGroup as its
+    own resource, named and parented as pulumi-kubernetes' yaml/v2 registers it (name
+    `<group>:<namespace>/<name>`, the group's name being the default resourcePrefix; URN under the
+    group's type; `protect` inherited from the group). Takes a StackPlan or a plan.json document."""
+    if isinstance(plan, StackPlan):
+        records, objects = plan.resources, [(o.source, o.object) for o in plan.objects]
+    else:
+        records, objects = plan["resources"], [(o["source"], o["object"]) for o in plan["kubernetesObjects"]]
+    out = [
+        PlannedResource(type=r["type"], name=r["name"], urn=r["urn"], props=r["inputs"], protect=r["protect"],
+                        retain_on_delete=r["retainOnDelete"], parent=r["parent"])
+        for r in records
+    ]
+    groups = {r["urn"]: r for r in records if r["type"] == CONFIG_GROUP}
+    for source, obj in objects:
+        group = groups.get(source)
+        if group is None:  # a Kubernetes resource of its own, already in the list
+            continue
+        type_ = kubernetes_type(obj)
+        meta = obj.get("metadata") or {}
+        name = f"{meta['namespace']}/{meta.get('name', '')}" if meta.get("namespace") else str(meta.get("name", ""))
+        inputs = group["inputs"] if isinstance(group["inputs"], dict) else {}
+        prefix = inputs["resourcePrefix"] if isinstance(inputs.get("resourcePrefix"), str) else group["name"]
+        name = f"{prefix}:{name}" if prefix else name
+        qualified_type = group["urn"].rsplit("::", 1)[0]
+        out.append(PlannedResource(type=type_, name=name, urn=f"{qualified_type}${type_}::{name}", props=obj,
+                                   protect=group["protect"], parent=group["urn"]))
+    return out
+
+
+def findings(plan: StackPlan, rules: list, settings: PolicySettings) -> list[dict]:
+    """Every violation as a plan.json finding, grouped by resource (type, name, URN), each resource's
+    in rule order."""
+    violations = evaluate(rules, planned_resources(plan), settings.policy_config())
+    found = [v.as_dict() for v in violations]
+    return sorted(found, key=lambda f: (f["resourceType"], f["resourceName"], f["urn"]))
 
 
 # --- GPU budget -------------------------------------------------------------------------------

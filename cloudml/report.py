@@ -1,5 +1,5 @@
 """The human-readable side of `cloudml plan`: a resource tree by component, the GPU budget,
-warnings and policy findings."""
+warnings and policy findings (grouped by resource, each with its fix, and a summary line)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ def print_plan(console: Console, plan: StackPlan, folder: str) -> None:
     print_budget(console, plan)
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
-    for finding in plan.findings:
-        console.print(f"[red]{finding['level']}:[/red] {escape(finding['policy'])}: {escape(finding['message'])}", soft_wrap=True)
+    print_findings(console, plan)
     console.print(f"Wrote {escape(folder)}/plan.json and {escape(folder)}/manifests/", soft_wrap=True, markup=True)
 
 
@@ -93,3 +92,22 @@ def print_budget(console: Console, plan: StackPlan) -> None:
                     f"  {escape(name)}: {w['concurrentGpus']} x {escape(str(w['gpuType']))}"
                     f" ({w['gpusPerPod']} per pod)"
                 )
+
+
+def print_findings(console: Console, plan: StackPlan) -> None:
+    """Violations grouped by resource (type and name), each with its fix, then a one-line summary."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for finding in plan.findings:
+        groups.setdefault((finding["resourceType"], finding["resourceName"], finding["urn"]), []).append(finding)
+    for (resource_type, resource_name, _), found in groups.items():
+        console.print(f"{escape(resource_type)} [bold]{escape(resource_name)}[/bold]", soft_wrap=True)
+        for finding in found:
+            colour = "red" if finding["level"] == "mandatory" else "yellow"
+            console.print(f"  [{colour}]\\[{finding['level']}][/{colour}] {escape(finding['rule'])}: "
+                          f"{escape(finding['message'])}", soft_wrap=True)
+            console.print(f"      fix: {escape(finding['fix'])}", soft_wrap=True)
+    policy = summary(plan)["policy"]
+    if plan.findings:
+        console.print(f"Policy: {policy['mandatory']} mandatory, {policy['advisory']} advisory violation(s)")
+    else:
+        console.print(f"Policy: no violations ({policy['rules']} rules)")

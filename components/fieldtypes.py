@@ -30,6 +30,10 @@ _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+")
 _CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 _RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", "cloudml.io/", "kubernetes.io/", "k8s.io/")
+# Any subdomain of these is Kubernetes' or cloudml's too (batch.kubernetes.io/job-name,
+# service.beta.kubernetes.io/aws-load-balancer-*, container.apparmor.security.beta.kubernetes.io/...):
+# a workload setting one could break its Job, Pod Security, or a load balancer's source limits.
+_RESERVED_LABEL_DOMAINS = ("kubernetes.io", "k8s.io", "cloudml.io")
 
 
 def problem(message: str, fix: str) -> PydanticCustomError:
@@ -37,9 +41,10 @@ def problem(message: str, fix: str) -> PydanticCustomError:
     return PydanticCustomError("cloudml", "{message}", {"message": message, "fix": fix})
 
 
-def dns_label(max_length: int, what: str):
+def dns_label(max_length: int, what: str, start_with_letter: bool = False):
     """A Kubernetes DNS-1123 label of at most `max_length` characters (shorter than 63 where
-    cloudml appends suffixes to build object names)."""
+    cloudml appends suffixes to build object names). With `start_with_letter`, a DNS-1035 label:
+    the names of Services (and of the Jobs and pods JobSet derives) must start with a letter."""
 
     def check(value: str) -> str:
         if len(value) > max_length:
@@ -52,6 +57,11 @@ def dns_label(max_length: int, what: str):
                 f"is not a valid {what}",
                 "use lower-case letters, digits and '-', starting and ending with a letter or digit "
                 "(Kubernetes DNS-1123 label)",
+            )
+        if start_with_letter and not value[0].isalpha():
+            raise problem(
+                f"is not a valid {what}: it starts with a digit",
+                "start it with a letter (it names Services and JobSet pods: Kubernetes DNS-1035 label)",
             )
         return value
 
@@ -77,10 +87,12 @@ def _check_label_key(value: str) -> str:
             "is not a valid Kubernetes label or annotation key",
             "use an optional DNS prefix and '/', then up to 63 letters, digits, '-', '_' or '.'",
         )
-    if value.startswith(_RESERVED_LABEL_PREFIXES):
+    domain = value.rpartition("/")[0]
+    if value.startswith(_RESERVED_LABEL_PREFIXES) or any(domain.endswith("." + d) for d in _RESERVED_LABEL_DOMAINS):
         raise problem(
             "uses a prefix that cloudml or Kubernetes manages",
-            f"use your own prefix, not one of {', '.join(_RESERVED_LABEL_PREFIXES)}",
+            f"use your own prefix, not one of {', '.join(_RESERVED_LABEL_PREFIXES)} "
+            f"or a subdomain of {', '.join(_RESERVED_LABEL_DOMAINS)}",
         )
     return value
 
@@ -110,6 +122,21 @@ def _check_storage(value: str) -> str:
     if not _MEMORY.fullmatch(value) or _quantity_is_zero(value):
         raise problem("is not a storage quantity", "write a number with a binary unit, such as \"500Gi\" or \"2Ti\"")
     return value
+
+
+_QUANTITY_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+                   "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+
+
+def quantity_bytes(value: str) -> int:
+    """Bytes of a memory or storage quantity that passed the contract's checks ("16Gi", "512M")."""
+    number, unit = re.fullmatch(r"(\d+)([A-Za-z]*)", value).groups()
+    return int(number) * _QUANTITY_UNITS[unit]
+
+
+def cpu_millis(value: str) -> int:
+    """Millicores of a CPU quantity that passed the contract's checks ("4", "0.5", "500m")."""
+    return int(value[:-1]) if value.endswith("m") else round(float(value) * 1000)
 
 
 def _quantity_is_zero(value: str) -> bool:

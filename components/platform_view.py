@@ -8,6 +8,8 @@ each pod fits on one node of such a pool.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
 
@@ -15,13 +17,16 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.errors import ConfigError, ConfigProblem, display_value, format_path
+from components.fieldtypes import cpu_millis, quantity_bytes
 from components.spec import (
     SHARED_VOLUME,
     TEAM_KEY,
     DevEnvironmentWorkload,
     ModelServiceWorkload,
     TeamSpec,
+    concurrent_cpu_memory,
     concurrent_gpus,
+    load_balancers,
     requested_gpus,
 )
 
@@ -48,6 +53,15 @@ class _Output(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
+class TeamQuotas(_Output):
+    """The namespace's ResourceQuota as a team stack checks against it."""
+
+    cpu: str
+    memory: str
+    storage_bytes: int = Field(alias="storageBytes")
+    load_balancers: int = Field(alias="loadBalancers")
+
+
 class TeamTenancy(_Output):
     """The namespace and identity the platform made for one team."""
 
@@ -57,6 +71,8 @@ class TeamTenancy(_Output):
     # Data volume source (shared, datasets, models, logs) -> the PersistentVolumeClaim the platform
     # made for the team in its namespace.
     volumes: dict[str, str] = Field(default_factory=dict)
+    # Older platforms do not export them; then only GPUs are checked.
+    quotas: TeamQuotas | None = None
 
 
 class GpuPoolOffer(_Output):
@@ -144,33 +160,81 @@ def team_platform_problems(team: TeamSpec, platform: PlatformView) -> list[Confi
     return problems
 
 
+@dataclass(frozen=True)
+class _Usage:
+    """One quota'd resource: what each workload can hold at once, the quota, how to print amounts."""
+
+    resource: str  # as the message names it
+    quota_path: str  # the platform config key that sets the quota
+    per_workload: dict[str, int]
+    quota: int
+    show: Callable[[int], str]
+    fix: str
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_workload.values())
+
+
+def _usages(team: TeamSpec, tenancy: TeamTenancy) -> list[_Usage]:
+    gpus = {w.name: concurrent_gpus(w) for w in team.workloads}
+    usages = [_Usage("GPUs", "gpuQuota", gpus, tenancy.gpu_quota, str,
+                     "lower gpus, replicas, parallelism or worker counts")]
+    quotas = tenancy.quotas
+    if quotas is None:
+        return usages
+    cpu_memory = {w.name: concurrent_cpu_memory(w, team.defaults) for w in team.workloads}
+    homes = {w.name: quantity_bytes(w.home_size) for w in team.workloads if isinstance(w, DevEnvironmentWorkload)}
+    return usages + [
+        _Usage("CPUs", "cpuQuota", {n: c for n, (c, _) in cpu_memory.items()}, cpu_millis(quotas.cpu), _cores,
+               "lower cpu, replicas, parallelism or worker counts"),
+        _Usage("memory", "memoryQuota", {n: m for n, (_, m) in cpu_memory.items()}, quantity_bytes(quotas.memory),
+               _gibibytes, "lower memory, replicas, parallelism or worker counts"),
+        _Usage("storage for the team's own claims", "storageQuota", homes, quotas.storage_bytes, _gibibytes,
+               "lower devEnvironment homeSize"),
+        _Usage("LoadBalancer Services", "loadBalancers", {w.name: load_balancers(w) for w in team.workloads},
+               quotas.load_balancers, str, "expose fewer workloads through a load balancer (port-forward or expose: cluster)"),
+    ]
+
+
+def _cores(millis: int) -> str:
+    return f"{millis / 1000:g}"
+
+
+def _gibibytes(size: int) -> str:
+    return f"{size / 2**30:g}Gi"
+
+
 def _quota_problems(team: TeamSpec, platform: PlatformView) -> list[ConfigProblem]:
     tenancy = platform.teams.get(team.name)
     if tenancy is None:
         return []  # reported above
-    total = sum(concurrent_gpus(w) for w in team.workloads)
-    if total <= tenancy.gpu_quota:
-        return []
-    uses = ", ".join(f"{w.name} {concurrent_gpus(w)}" for w in team.workloads if concurrent_gpus(w))
-    return [ConfigProblem(
-        f"{TEAM_KEY}.workloads",
-        f"can hold {total} GPUs at once ({uses}), more than the team's quota of {tenancy.gpu_quota}; "
-        "Kubernetes would leave the excess pods pending",
-        "lower gpus, replicas, parallelism or worker counts, or ask the platform team to raise the quota "
-        f"(cloudml:platform.teams.{team.name}.gpuQuota)",
-        display_value(total),
-    )]
+    problems = []
+    for usage in _usages(team, tenancy):
+        if usage.total <= usage.quota:
+            continue
+        uses = ", ".join(f"{name} {usage.show(n)}" for name, n in usage.per_workload.items() if n)
+        problems.append(ConfigProblem(
+            f"{TEAM_KEY}.workloads",
+            f"can hold {usage.show(usage.total)} {usage.resource} at once ({uses}), more than the team's quota of "
+            f"{usage.show(usage.quota)}; the namespace's ResourceQuota would refuse what goes beyond it",
+            f"{usage.fix}, or ask the platform team to raise the quota "
+            f"(cloudml:platform.teams.{team.name}.{usage.quota_path})",
+            usage.show(usage.total),  # a number (with its unit), not a config string: unquoted
+        ))
+    return problems
 
 
 def team_platform_warnings(team: TeamSpec, platform: PlatformView) -> list[str]:
-    """Allowed, but worth a look: the stack can use nearly all of the team's GPU quota."""
+    """Allowed, but worth a look: the stack can use nearly all of one of the team's quotas."""
     tenancy = platform.teams.get(team.name)
-    total = sum(concurrent_gpus(w) for w in team.workloads)
-    if tenancy is None or total > tenancy.gpu_quota or total < QUOTA_WARNING_SHARE * tenancy.gpu_quota or total == 0:
+    if tenancy is None:
         return []
     return [
-        f"{TEAM_KEY}.workloads: can hold {total} of the team's {tenancy.gpu_quota} GPUs at once; runs started by hand "
-        "or other stacks of the team may wait for GPUs"
+        f"{TEAM_KEY}.workloads: can hold {usage.show(usage.total)} of the team's {usage.show(usage.quota)} "
+        f"{usage.resource} at once; runs started by hand or other stacks of the team may wait for {usage.resource}"
+        for usage in _usages(team, tenancy)
+        if 0 < usage.total <= usage.quota and usage.total >= QUOTA_WARNING_SHARE * usage.quota
     ]
 
 

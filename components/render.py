@@ -235,7 +235,10 @@ def wrap_command(command: list[str], args: list[str], pre: list[str], post: list
             *post,
             'exit "$CLOUDML_EXIT_CODE"',
         ]
-    return ["/bin/sh", "-c", "\n".join(lines) + "\n", _WRAPPER_NAME], [*command, *args]
+    # The kubelet expands `$(VAR)` and `$$` in a container's command before the shell runs it; doubling
+    # every `$` makes it hand the shell the script exactly as written (`$(date)`, `$$`, `$HOME`).
+    script = ("\n".join(lines) + "\n").replace("$", "$$")
+    return ["/bin/sh", "-c", script, _WRAPPER_NAME], [*command, *args]
 
 
 def bucket_uri(platform: PlatformView, role: str, team: str, *parts: str) -> str:

@@ -39,6 +39,8 @@ from components.fieldtypes import (
     SubPath,
     VersionLabel,
     VpcCidr,
+    cpu_millis,
+    quantity_bytes,
     dns_label,
     problem,
 )
@@ -53,7 +55,7 @@ ClusterName = Annotated[str, dns_label(32, "platform name")]
 PoolName = Annotated[str, dns_label(20, "pool name")]
 TeamName = Annotated[str, dns_label(24, "team name")]
 # Workload names get suffixes (JobSet pods: <name>-worker-0-12), so they stay well under 63.
-WorkloadName = Annotated[str, dns_label(40, "workload name")]
+WorkloadName = Annotated[str, dns_label(40, "workload name", start_with_letter=True)]
 ModelName = Annotated[str, dns_label(40, "model name")]
 # Secret names get a `-` suffix nowhere; 63 is the DNS-1123 label limit.
 SecretName = Annotated[str, dns_label(63, "secret name")]
@@ -799,7 +801,11 @@ def _load(model: type[BaseModel], raw: Any, root: str, stack_rules) -> Any:
 
 def load_platform(raw: Any) -> PlatformSpec:
     """Validate `cloudml:platform` config; raise ConfigError with every problem."""
-    return _load(PlatformSpec, raw, PLATFORM_KEY, platform_problems)
+    # The platform's components know rules of their own (bucket names S3 reserves, claims that must
+    # fit the storage quota); they join this round. Imported here: components.platform imports spec.
+    from components.platform import component_problems
+
+    return _load(PlatformSpec, raw, PLATFORM_KEY, lambda spec: platform_problems(spec) + component_problems(spec))
 
 
 def load_team(raw: Any) -> TeamSpec:
@@ -973,6 +979,13 @@ def team_problems(spec: TeamSpec) -> list[ConfigProblem]:
                 "remove gpus from the tensorboard workload",
                 display_value(workload.gpus),
             ))
+    for i, workload in enumerate(spec.workloads):
+        if isinstance(workload, DevEnvironmentWorkload) and token_secret_name(workload.name) in spec.secrets:
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, ["secrets", token_secret_name(workload.name)]),
+                f"has the name of the Secret cloudml generates for devEnvironment {workload.name}'s access token",
+                "rename the secret (and the secretEnv references to it)",
+            ))
     kinds = {w.name: w.kind for w in spec.workloads}
     models = model_names(spec)
     for i, workload in enumerate(spec.workloads):
@@ -999,6 +1012,11 @@ OWN_DEFAULT_IMAGE_KINDS = ("modelService", "devEnvironment")
 KIND_RESERVED_ENV = {"devEnvironment": frozenset({"JUPYTER_TOKEN", "HOME"})}
 # Where a kind mounts its own volume: the home of a dev environment, the logs TensorBoard reads.
 KIND_RESERVED_PATHS = {"devEnvironment": "/home/cloudml", "tensorboard": "/logs"}
+def token_secret_name(workload: str) -> str:
+    """The Secret holding a devEnvironment's generated access token (made by the Team component)."""
+    return f"{workload}-token"
+
+
 # Kinds whose container command is the user's (the others run a command cloudml knows).
 COMMAND_REQUIRED_KINDS = ("training", "distributedTraining", "sweep")
 
@@ -1017,6 +1035,36 @@ def requested_gpus(workload: WorkloadBase) -> int:
 
 
 ROLLOUT_SURGE = 1
+# The TensorBoard sidecar of a dev environment (requests = limits), counted against the quota too.
+DEV_TENSORBOARD_CPU = "500m"
+DEV_TENSORBOARD_MEMORY = "1Gi"
+
+
+def concurrent_pods(workload: WorkloadBase) -> int:
+    """Pods the workload can run at once (a CronJob forbids overlapping runs: one)."""
+    if isinstance(workload, DistributedTrainingWorkload):
+        return sum(workload.replicas.values())
+    if isinstance(workload, ModelServiceWorkload):
+        return workload.max_pods + ROLLOUT_SURGE
+    if isinstance(workload, SweepWorkload):
+        return workload.parallelism
+    return 1
+
+
+def concurrent_cpu_memory(workload: WorkloadBase, defaults: TeamDefaults) -> tuple[int, int]:
+    """(millicores, bytes) the workload can request at once: what the team's CPU and memory quota count."""
+    pods = concurrent_pods(workload)
+    cpu = cpu_millis(workload.cpu or defaults.cpu)
+    memory = quantity_bytes(workload.memory or defaults.memory)
+    if isinstance(workload, DevEnvironmentWorkload):
+        cpu += cpu_millis(DEV_TENSORBOARD_CPU)
+        memory += quantity_bytes(DEV_TENSORBOARD_MEMORY)
+    return pods * cpu, pods * memory
+
+
+def load_balancers(workload: WorkloadBase) -> int:
+    """LoadBalancer Services the workload makes (the quota's services.loadbalancers)."""
+    return int(getattr(workload, "expose", "cluster") in ("internal", "internet"))
 
 
 def concurrent_gpus(workload: WorkloadBase) -> int:

@@ -21,6 +21,7 @@ from components.platform import versions
 from components.platform.addon_policies import (
     AUTOSCALER_WRITE_ACTIONS,
     cluster_autoscaler_policy,
+    harden_lb_controller_policy,
     lb_controller_policy_document,
     policy_actions,
 )
@@ -273,8 +274,9 @@ def test_autoscaler_policy_writes_only_to_this_clusters_groups(sample):
 
 def test_lb_controller_policy_is_the_official_one_and_wired(sample):
     """The LB controller's role holds the controller's own policy (loaded from data/: it parses and
-    grants what v2.12 calls), only its service account can assume it, and the chart gets the
-    cluster, region, VPC and the annotated service account."""
+    grants what v2.12 calls), hardened for this account, region and VPC (tests/test_lb_controller_policy.py),
+    only its service account can assume it, and the chart gets the cluster, region, VPC, the
+    annotated service account, and WAF/Shield off (their writes are not granted)."""
     resources, arns = sample
     document = lb_controller_policy_document()
     actions = policy_actions(document)
@@ -287,12 +289,14 @@ def test_lb_controller_policy_is_the_official_one_and_wired(sample):
         "ec2:AuthorizeSecurityGroupIngress",
         "wafv2:AssociateWebACL",
     } <= actions
-    assert json.loads(resources[f"{NAME}-lbc-irsa-policy"]["inputs"]["policy"]) == document
+    assert json.loads(resources[f"{NAME}-lbc-irsa-policy"]["inputs"]["policy"]) == harden_lb_controller_policy(
+        document, partition="aws", region="us-west-2", account_id="111122223333", vpc_id=VPC)
     role = resources[f"{NAME}-lbc-irsa-role"]["inputs"]
     assert json.loads(role["assumeRolePolicy"]) == json.loads(
         trust_policy(PROVIDER_ARN, ISSUER, "kube-system", "aws-load-balancer-controller"))
     lbc = values(resources, "lb-controller")
     assert (lbc["clusterName"], lbc["region"], lbc["vpcId"]) == ("ml-dev", "us-west-2", VPC)
+    assert (lbc["enableShield"], lbc["enableWaf"], lbc["enableWafv2"]) == (False, False, False)
     assert lbc["serviceAccount"] == {
         "create": True,
         "name": "aws-load-balancer-controller",

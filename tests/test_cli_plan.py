@@ -95,7 +95,7 @@ def test_plan_prints_the_resource_tree(vision):
         "    ├── kubernetes:yaml/v2:ConfigGroup vision-alice (3 Kubernetes objects: PersistentVolumeClaim/alice-home, "
         "Job/alice, Service/alice)",
         "    ├── kubernetes:yaml/v2:ConfigGroup vision-data-prep (1 Kubernetes object: Job/data-prep)",
-        "    ├── kubernetes:yaml/v2:ConfigGroup vision-resnet-dist (1 Kubernetes object: JobSet/resnet-dist)",
+        "    ├── kubernetes:jobset.x-k8s.io/v1alpha2:JobSet vision-resnet-dist",
         "    ├── kubernetes:yaml/v2:ConfigGroup vision-resnet-lr (2 Kubernetes objects: ConfigMap/resnet-lr-trials, "
         "Job/resnet-lr)",
         "    ├── kubernetes:yaml/v2:ConfigGroup vision-resnet-nightly (1 Kubernetes object: CronJob/resnet-nightly)",
@@ -129,7 +129,8 @@ def test_plan_json_is_valid_and_sorted_by_urn(vision):
     urns = [r["urn"] for r in plan["resources"]]
     assert urns == sorted(urns) and len(set(urns)) == len(urns) == plan["summary"]["resources"]
     groups = sorted(r["name"] for r in plan["resources"] if r["type"] == CONFIG_GROUP)
-    assert groups == sorted(f"vision-{w}" for w in VISION_WORKLOADS)
+    # Every workload is a ConfigGroup but the distributedTraining one, a JobSet resource of its own.
+    assert groups == sorted(f"vision-{w}" for w in VISION_WORKLOADS if w != "resnet-dist")
     kinds = sorted((o["object"]["kind"], o["object"]["metadata"]["name"]) for o in plan["kubernetesObjects"])
     assert kinds == sorted([
         ("Secret", "alice-token"), ("PersistentVolumeClaim", "alice-home"), ("Job", "alice"), ("Service", "alice"),
@@ -269,8 +270,8 @@ INVALID = {
         lambda t: t["workloads"][1].update(gpus=8),
         # 8 GPUs in one pod fit no node, and also take the stack over the team's quota: both reported at once.
         ["cloudml:team.workloads: can hold 19 GPUs at once (resnet-baseline 1, resnet-nightly 8, resnet-dist 4, "
-         "resnet 3, alice 1, resnet-lr 2), more than the team's quota of 16; Kubernetes would leave the excess pods "
-         "pending (got 19). Fix: lower gpus, replicas, parallelism or worker counts, or ask the platform team to raise "
+         "resnet 3, alice 1, resnet-lr 2), more than the team's quota of 16; the namespace's ResourceQuota would "
+         "refuse what goes beyond it (got 19). Fix: lower gpus, replicas, parallelism or worker counts, or ask the platform team to raise "
          "the quota (cloudml:platform.teams.vision.gpuQuota)",
          "cloudml:team.workloads[1].gpus: asks for 8 GPUs in one pod, but the largest a10g node has 4 (got 8). "
          "Fix: request 4 or fewer GPUs per pod, or add a pool with larger a10g nodes to the platform"],

@@ -230,9 +230,12 @@ def test_outputs_for_team_stacks(sample_plans):
     assert plan.outputs["clusterName"] == "ml-dev"
     teams = {t: {k: v for k, v in o.items() if k != "roleArn"} for t, o in plan.outputs["teams"].items()}
     volumes = {"shared": "shared", "datasets": "datasets", "models": "models", "logs": "logs"}
+    storage = 2 * 2**40 - 103 * 2**30  # the default 2Ti quota less the platform's own claims
     assert teams == {
-        "vision": {"namespace": "team-vision", "serviceAccount": "vision-workloads", "gpuQuota": 16, "volumes": volumes},
-        "nlp": {"namespace": "team-nlp", "serviceAccount": "nlp-workloads", "gpuQuota": 8, "volumes": volumes},
+        "vision": {"namespace": "team-vision", "serviceAccount": "vision-workloads", "gpuQuota": 16, "volumes": volumes,
+                   "quotas": {"cpu": "64", "memory": "512Gi", "storageBytes": storage, "loadBalancers": 2}},
+        "nlp": {"namespace": "team-nlp", "serviceAccount": "nlp-workloads", "gpuQuota": 8, "volumes": volumes,
+                "quotas": {"cpu": "32", "memory": "256Gi", "storageBytes": storage, "loadBalancers": 2}},
     }
     assert all(o["roleArn"].startswith("arn:aws:iam::111122223333:role/") for o in plan.outputs["teams"].values())
     assert sorted(plan.outputs["buckets"]) == ["checkpoints", "datasets", "logs", "models"]

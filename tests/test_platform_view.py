@@ -26,7 +26,7 @@ def test_workloads_over_the_gpu_quota_are_one_problem_listing_each_workload():
     # serve: 3 replicas + 1 pod of rolling-update surge.
     assert check({**TRAIN, "gpus": 4}, {**SERVE, "gpus": 1, "replicas": 3}, teams=tenant(6)) == [
         "cloudml:team.workloads: can hold 8 GPUs at once (train 4, serve 4), more than the team's quota of 6; "
-        "Kubernetes would leave the excess pods pending (got 8). Fix: lower gpus, replicas, parallelism or worker "
+        "the namespace's ResourceQuota would refuse what goes beyond it (got 8). Fix: lower gpus, replicas, parallelism or worker "
         "counts, or ask the platform team to raise the quota (cloudml:platform.teams.vision.gpuQuota)"
     ]
 
@@ -99,4 +99,33 @@ def test_dev_environment_needs_a_shared_file_system_for_its_home():
         'cloudml:team.workloads[0].kind: needs a persistent home volume, and platform stack org/cloudml/platform-x '
         'has no shared file system (got "devEnvironment"). Fix: ask the platform team to set '
         "cloudml:platform.storage.sharedFilesystem: efs"
+    ]
+
+
+def test_cpu_memory_storage_and_load_balancers_are_checked_against_their_quotas():
+    """Every quota the namespace has, not only GPUs: CPU and memory (pods x requests, a dev environment's
+    TensorBoard sidecar included), dev-environment homes against the storage the platform's own claims
+    leave, and LoadBalancer Services."""
+    team = platform_outputs()["teams"]["vision"]
+    team["quotas"] = {"cpu": "10", "memory": "40Gi", "storageBytes": 60 * 2**30, "loadBalancers": 1}
+    problems = check(
+        {**TRAIN, "cpu": "4", "memory": "16Gi"},
+        {"kind": "devEnvironment", "name": "dev", "cpu": "2", "memory": "8Gi", "homeSize": "50Gi", "expose": "internal"},
+        {**SERVE, "cpu": "1", "memory": "4Gi", "replicas": 2, "expose": "internal"},
+        {"kind": "devEnvironment", "name": "dev2", "cpu": "500m", "memory": "1Gi", "homeSize": "20Gi"},
+        teams={"vision": team},
+    )
+    assert problems == [
+        "cloudml:team.workloads: can hold 10.5 CPUs at once (train 4, dev 2.5, serve 3, dev2 1), more than the team's "
+        "quota of 10; the namespace's ResourceQuota would refuse what goes beyond it (got 10.5). Fix: lower cpu, "
+        "replicas, parallelism or worker counts, or ask the platform team to raise the quota "
+        "(cloudml:platform.teams.vision.cpuQuota)",
+        "cloudml:team.workloads: can hold 70Gi storage for the team's own claims at once (dev 50Gi, dev2 20Gi), more "
+        "than the team's quota of 60Gi; the namespace's ResourceQuota would refuse what goes beyond it (got 70Gi). "
+        "Fix: lower devEnvironment homeSize, or ask the platform team to raise the quota "
+        "(cloudml:platform.teams.vision.storageQuota)",
+        "cloudml:team.workloads: can hold 2 LoadBalancer Services at once (dev 1, serve 1), more than the team's "
+        "quota of 1; the namespace's ResourceQuota would refuse what goes beyond it (got 2). Fix: expose fewer "
+        "workloads through a load balancer (port-forward or expose: cluster), or ask the platform team to raise the "
+        "quota (cloudml:platform.teams.vision.loadBalancers)",
     ]

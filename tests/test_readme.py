@@ -274,6 +274,7 @@ def test_schedule_is_a_cron_schedule_and_names_are_dns_labels(generated: str) ->
     sections = parse_sections(generated)
     assert sections["cloudml:team.workloads[] (kind: training)"]["schedule"][0].startswith("cron schedule")
     assert sections["cloudml:platform.gpuPools[]"]["name"][0] == "DNS-1123 label (≤ 20 chars)"
+    assert sections["cloudml:team.workloads[] (every kind)"]["name"][0] == "DNS-1035 label (starts with a letter, ≤ 40 chars)"
 
 
 def test_kinds_without_a_template_are_marked_as_refused(generated: str) -> None:

@@ -355,7 +355,7 @@ def run_env_of(name: str = "job", model: str | None = None) -> list[dict]:
     return [
         {"name": "CLOUDML_TEAM", "value": "vision"},
         {"name": "CLOUDML_WORKLOAD", "value": name},
-        {"name": "CLOUDML_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}}},
+        {"name": "CLOUDML_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}}},
         {"name": "CLOUDML_CHECKPOINT_DIR", "value": f"s3://{BUCKETS['checkpoints']}/vision/{name}/$(CLOUDML_RUN_ID)/"},
         {"name": "CLOUDML_LOG_DIR", "value": f"s3://{BUCKETS['logs']}/vision/{name}/$(CLOUDML_RUN_ID)/"},
         {"name": "CLOUDML_MODEL_DIR", "value": f"s3://{BUCKETS['models']}/vision/{model or name}/"},
@@ -412,7 +412,7 @@ def test_pre_and_post_commands_wrap_the_command_in_sh_with_the_command_as_argume
     container = containers(obj)[0]
     assert container["command"][:2] == ["/bin/sh", "-c"] and container["command"][3] == "cloudml-command"
     script = container["command"][2]
-    assert script.index("mkdir -p /mnt/shared/out") < script.index('"$@" &') < script.index("ls /mnt/shared/out")
+    assert script.index("mkdir -p /mnt/shared/out") < script.index('"$$@" &') < script.index("ls /mnt/shared/out")
     assert container["args"] == ["python", "-m", "prep", "--x", "a b"]
 
 

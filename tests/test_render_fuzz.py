@@ -27,6 +27,8 @@ import workload_fixtures
 IMAGE = "111122223333.dkr.ecr.us-west-2.amazonaws.com/cloudml/trainer:0.1.0"
 PLATFORM_STACK = "org/cloudml/platform-x"
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")  # \Z: `$` would allow a trailing newline
+# Workload names also name Services and JobSet pods: DNS-1035 (a letter first).
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ_NAMES = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -267,9 +269,10 @@ def workload_name_accepted(name: str) -> tuple[bool, list]:
 @example("a_b")
 @example("ａｂｃ")  # full-width letters
 @example("١٢٣")  # Arabic-Indic digits: \d would match them, [0-9] must not
-def test_spec_accepts_a_workload_name_iff_it_is_a_dns1123_label_of_at_most_40_chars(name):
+@example("3d-seg")  # a DNS-1123 label, but Service and JobSet pod names must start with a letter
+def test_spec_accepts_a_workload_name_iff_it_is_a_dns1035_label_of_at_most_40_chars(name):
     accepted, problems = workload_name_accepted(name)
-    valid = DNS1123_LABEL.match(name) is not None and len(name) <= 40
+    valid = DNS1035_LABEL.match(name) is not None and len(name) <= 40
     assert accepted == valid, (name, problems)
     if not accepted:
         assert [p.path for p in problems] == ["cloudml:team.workloads[0].name"], problems
@@ -280,7 +283,7 @@ def test_spec_accepts_a_workload_name_iff_it_is_a_dns1123_label_of_at_most_40_ch
 def test_an_accepted_workload_name_becomes_the_object_name_unchanged(name):
     accepted, _ = workload_name_accepted(name)
     if not accepted:
-        assert not (DNS1123_LABEL.match(name) and len(name) <= 40)
+        assert not (DNS1035_LABEL.match(name) and len(name) <= 40)
         return
     spec = load_team(team_config({"name": name}))
     obj = render("training", WorkloadContext(spec, spec.workloads[0], VIEW))[0]

@@ -407,3 +407,18 @@ def test_unreachable_private_endpoint_warns():
         "cloudml:platform.endpoint: nothing outside the cluster can reach the Kubernetes API (private endpoint, no "
         "privateAccessCidrs); run `pulumi up` from inside the VPC, or list your VPN/CI networks in privateAccessCidrs"
     ]
+
+
+def test_component_rules_are_reported_with_the_contracts_own_rules():
+    """Rules the platform's components own (a bucket prefix S3 reserves, a storage quota too small for
+    the team claims) come in the same round as the contract's stack-wide rules, not one by one."""
+    raw = platform(name="xn--ml", admins=[], teams={"vision": {"gpuQuota": 4, "storageQuota": "50Gi"}})
+    assert problem_lines(raw) == [
+        "cloudml:platform.admins: is empty, so no one could reach the cluster (cloudml grants no implicit "
+        "creator-admin). Fix: list the IAM role you run `pulumi up` with, e.g. arn:aws:iam::111122223333:role/platform-admins",
+        "cloudml:platform.name: starts with 'xn--', which S3 reserves, and bucket names start with the platform name "
+        "(got \"xn--ml\"). Fix: choose a name that does not start with 'xn--' or 'sthree-' or 'amzn-s3-demo-'",
+        "cloudml:platform.teams.vision.storageQuota: is less than the 103Gi requested by the claims the platform makes "
+        "for the team (shared, datasets, models, logs) (got \"50Gi\"). Fix: raise it well above 103Gi: "
+        "dev-environment homes and other claims count against it too",
+    ]

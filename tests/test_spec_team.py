@@ -332,7 +332,7 @@ ROWS = [
         team({**TRAINING, "labels": {"app.kubernetes.io/name": "x"}}),
         ['cloudml:team.workloads[0].labels.app.kubernetes.io/name: uses a prefix that cloudml or Kubernetes manages '
          '(got "app.kubernetes.io/name"). Fix: use your own prefix, not one of app.kubernetes.io/, cloudml.io/, '
-         "kubernetes.io/, k8s.io/"],
+         "kubernetes.io/, k8s.io/ or a subdomain of kubernetes.io, k8s.io, cloudml.io"],
         id="label-reserved-prefix",
     ),
     pytest.param(
@@ -364,6 +364,17 @@ PARTIAL_ROWS = [
     pytest.param(team({**TRAINING, "labels": {"k8s.io/x": "y"}}), "cloudml:team.workloads[0].labels.k8s.io/x",
                  "uses a prefix that cloudml or Kubernetes manages", '"k8s.io/x"', id="label-reserved-prefix"),
     pytest.param(team({"name": "no-kind"}), "cloudml:team.workloads[0].kind", "is required", None, id="missing-kind"),
+    # Subdomains are reserved too: the Job controller owns batch.kubernetes.io/job-name, an AppArmor
+    # annotation would break Pod Security, a load-balancer annotation could lift the source-CIDR limit.
+    pytest.param(team({**TRAINING, "labels": {"batch.kubernetes.io/job-name": "x"}}),
+                 "cloudml:team.workloads[0].labels.batch.kubernetes.io/job-name",
+                 "uses a prefix that cloudml or Kubernetes manages", '"batch.kubernetes.io/job-name"', id="label-reserved-subdomain"),
+    pytest.param(team({**TRAINING, "annotations": {"service.beta.kubernetes.io/aws-load-balancer-security-groups": "sg-1"}}),
+                 "cloudml:team.workloads[0].annotations.service.beta.kubernetes.io/aws-load-balancer-security-groups",
+                 "uses a prefix that cloudml or Kubernetes manages",
+                 '"service.beta.kubernetes.io/aws-load-balancer-security-groups"', id="annotation-load-balancer-subdomain"),
+    pytest.param(team({**TRAINING, "name": "3d-seg"}), "cloudml:team.workloads[0].name",
+                 "is not a valid workload name: it starts with a digit", '"3d-seg"', id="workload-name-starts-with-digit"),
 ]
 
 

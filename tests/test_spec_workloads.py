@@ -193,6 +193,14 @@ def test_workload_rule_reports_exact_problem(workload, expected):
     assert problems(workload, {**TRAIN, "name": "train-ref", "model": "train"}, secrets=SECRETS) == expected
 
 
+def test_a_secret_may_not_take_the_name_of_a_dev_environments_token_secret():
+    """Both would be a Secret `alice-token` in the namespace; the second would fail at apply."""
+    assert problems({"kind": "devEnvironment", "name": "alice"}, secrets={"alice-token": {"k": "[secret]"}}) == [
+        "cloudml:team.secrets.alice-token: has the name of the Secret cloudml generates for devEnvironment alice's "
+        "access token. Fix: rename the secret (and the secretEnv references to it)"
+    ]
+
+
 def test_bucket_mounts_default_to_read_only_and_shared_to_read_write():
     spec = load_team(team_config({**TRAIN, "volumes": [
         {"source": "shared", "mountPath": "/mnt/shared"}, {"source": "logs", "mountPath": "/logs", "subPath": "old-run"},

@@ -26,7 +26,7 @@ from components.platform.storage_s3 import (
     bucket_prefix,
     storage_key_policy,
 )
-from components.spec import load_platform
+from components.spec import PlatformSpec, load_platform
 
 PROVIDER = "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/ABC"
 ISSUER = "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"
@@ -267,9 +267,12 @@ def test_bucket_prefix_fits_s3_limit_and_keeps_the_role():
 
 def test_reserved_bucket_prefix_is_a_config_error():
     """A platform name starting with a prefix S3 reserves (xn--) is reported at cloudml:platform.name
-    before anything is created."""
+    before anything is created (load_platform reports it with the other rules: test_spec_platform.py),
+    and Storage refuses to build with it."""
     raw = sample_config("platform-dev")["cloudml:platform"]
-    spec = load_platform({**raw, "name": "xn--ml"})
+    with pytest.raises(ConfigError):
+        load_platform({**raw, "name": "xn--ml"})
+    spec = PlatformSpec.model_validate({**raw, "name": "xn--ml"})  # fields only: the component's own check
     [problem] = bucket_name_problems(spec)
     assert problem.path == "cloudml:platform.name" and "'xn--'" in problem.message
     with pytest.raises(ConfigError):

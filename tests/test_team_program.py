@@ -27,8 +27,19 @@ def test_team_children_are_exactly_these(sample_plans):
         ("kubernetes:core/v1:Secret", "nlp-secret-experiment-tracker", False),
         ("random:index/randomPassword:RandomPassword", "nlp-bob-token", False),
         ("kubernetes:core/v1:Secret", "nlp-bob-token-secret", False),
-        *[("kubernetes:yaml/v2:ConfigGroup", f"nlp-{w}", False) for w in workloads],
+        *[("kubernetes:yaml/v2:ConfigGroup", f"nlp-{w}", False) for w in workloads if w != "bert-ps"],
+        # The distributedTraining workload's JobSet is its own resource (see the next test).
+        ("kubernetes:jobset.x-k8s.io/v1alpha2:JobSet", "nlp-bert-ps", False),
     ])
+
+
+def test_a_changed_jobset_is_replaced_not_patched(sample_plans):
+    """JobSet's webhook refuses changes to spec.replicatedJobs, and pulumi-kubernetes does not know to
+    replace a JobSet: the Team asks for it (delete first: the new one has the same name)."""
+    jobset = by_name(sample_plans["team-nlp"])["nlp-bert-ps"]
+    assert jobset["inputs"]["apiVersion"] == "jobset.x-k8s.io/v1alpha2" and jobset["inputs"]["kind"] == "JobSet"
+    assert jobset["inputs"]["metadata"]["name"] == "bert-ps" and jobset["inputs"]["spec"]["replicatedJobs"]
+    assert jobset["replaceOnChanges"] == ["spec"] and jobset["deleteBeforeReplace"] is True
 
 
 def test_team_secrets_stay_secret_and_exist_before_the_pods_that_read_them(sample_plans):

@@ -35,7 +35,7 @@ from components.platform.tenancy import (
     team_s3_policy,
     tenancy_objects,
 )
-from components.spec import DevEnvironmentWorkload, load_platform
+from components.spec import DevEnvironmentWorkload, PlatformSpec, load_platform
 
 KUBERNETES_VERSION = "1.31.0"
 PLATFORM_ADMIN = "arn:aws:iam::111122223333:role/platform-admins"
@@ -405,7 +405,9 @@ def test_a_storage_quota_below_the_platform_claims_is_refused(spec):
     (the API server would otherwise refuse the claims halfway through `pulumi up`), and Tenancy refuses to build."""
     config = copy.deepcopy(CONFIG)
     config["teams"]["nlp"]["storageQuota"] = "100Gi"
-    platform = load_platform(config)
+    with pytest.raises(ConfigError):
+        load_platform(config)  # reported with the contract's rules (test_spec_platform.py)
+    platform = PlatformSpec.model_validate(config)  # fields only: the component's own check
     [problem] = volume_quota_problems(platform)
     assert problem.path == "cloudml:platform.teams.nlp.storageQuota"
     assert problem.value == '"100Gi"'
@@ -653,16 +655,21 @@ def test_admin_access_is_edit_scoped_to_the_team_namespaces(built):
 
 
 def test_teams_output_names_namespace_service_account_quota_role_and_volumes(built):
-    """The `teams` output gives team stacks their namespace, service account, GPU quota, IRSA role ARN and
-    data volumes (source -> the claim in their namespace; the sample platform has EFS)."""
+    """The `teams` output gives team stacks their namespace, service account, GPU quota, IRSA role ARN,
+    data volumes (source -> the claim in their namespace; the sample platform has EFS) and the quotas a
+    team stack is checked against (storage: what the quota leaves after the platform's 103Gi of claims)."""
     resources, _, outputs = built
     assert set(outputs) == {"vision", "nlp"}
     volumes = {"shared": "shared", "datasets": "datasets", "models": "models", "logs": "logs"}
+    quotas = {
+        "vision": {"cpu": "48", "memory": "384Gi", "storageBytes": 2**40 - 103 * 2**30, "loadBalancers": 1},
+        "nlp": {"cpu": "64", "memory": "512Gi", "storageBytes": 2 * 2**40 - 103 * 2**30, "loadBalancers": 2},  # defaults
+    }
     for team, quota in (("vision", 12), ("nlp", 0)):
         values = dict(outputs[team])
         role_arn = values.pop("roleArn")
         assert values == {"namespace": f"team-{team}", "serviceAccount": f"{team}-workloads", "gpuQuota": quota,
-                          "volumes": volumes}
+                          "volumes": volumes, "quotas": quotas[team]}
         assert role_arn == resources[f"ml-x-tenancy-{team}-sa"]["inputs"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
         assert role_arn.startswith(f"arn:aws:iam::111122223333:role/ml-x-tenancy-{team}-irsa-role")
 

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from tf_config import expand
 from components.render import WorkloadContext, data_volumes, user_env, wrap_command
 from components.spec import load_team
 from components.workloads.common import run_env
@@ -44,9 +45,15 @@ def expand_env(env: list[dict], fields: dict[str, str]) -> dict[str, str]:
     return resolved
 
 
+def as_kubelet_runs(command: list[str]) -> list[str]:
+    """The command as the container gets it: the kubelet expands `$(VAR)` and `$$` in it first (no
+    env vars here, so only the escapes change)."""
+    return [expand(part, {}) for part in command]
+
+
 def run_wrapped(main: list[str], pre: list[str] = (), post: list[str] = (), **kwargs) -> subprocess.CompletedProcess:
     command, args = wrap_command(main[:1], main[1:], list(pre), list(post))
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=30, **kwargs)
+    return subprocess.run([*as_kubelet_runs(command), *args], capture_output=True, text=True, timeout=30, **kwargs)
 
 
 # --- wrap_command -----------------------------------------------------------------------------
@@ -58,7 +65,9 @@ def test_without_pre_or_post_commands_the_command_is_left_as_given():
 
 def test_wrapper_is_sh_dash_c_with_the_main_command_as_positional_arguments():
     command, args = wrap_command(["python", "-m", "x"], ["--lr", "0.1"], ["echo pre"], [])
-    assert command == ["/bin/sh", "-c", 'set -e\necho pre\nexec "$@"\n', "cloudml-command"]
+    # Every `$` doubled: the kubelet turns `$$` back into `$` before the shell sees the script.
+    assert command == ["/bin/sh", "-c", 'set -e\necho pre\nexec "$$@"\n', "cloudml-command"]
+    assert as_kubelet_runs(command)[2] == 'set -e\necho pre\nexec "$@"\n'
     assert args == ["python", "-m", "x", "--lr", "0.1"]
 
 
@@ -111,14 +120,14 @@ def test_a_failing_post_command_neither_stops_later_ones_nor_changes_the_exit_co
 def test_without_post_commands_the_main_command_replaces_the_shell():
     """exec: the main command is the container's process itself, so it gets SIGTERM directly."""
     command, args = wrap_command(PRINT_PID[:1], PRINT_PID[1:], ["true"], [])
-    process = subprocess.Popen([*command, *args], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([*as_kubelet_runs(command), *args], stdout=subprocess.PIPE, text=True)
     out, _ = process.communicate(timeout=30)
     assert int(out) == process.pid
 
 
 def test_with_post_commands_the_main_command_is_a_child_of_the_shell():
     command, args = wrap_command(PRINT_PID[:1], PRINT_PID[1:], [], ["true"])
-    process = subprocess.Popen([*command, *args], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([*as_kubelet_runs(command), *args], stdout=subprocess.PIPE, text=True)
     out, _ = process.communicate(timeout=30)
     assert process.returncode == 0 and int(out) != process.pid
 
@@ -140,7 +149,7 @@ def test_sigterm_to_the_wrapper_is_forwarded_to_the_main_command_then_post_runs_
     """Kubernetes stops a container by sending SIGTERM to its first process, the shell: the main
     command must get it, and post commands still run with the main command's own exit code."""
     command, args = wrap_command(TERM_AWARE_MAIN[:1], TERM_AWARE_MAIN[1:], [], ['echo "post saw $CLOUDML_EXIT_CODE"'])
-    process = subprocess.Popen([*command, *args], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([*as_kubelet_runs(command), *args], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline() == "ready\n"
         time.sleep(0.1)  # the shell reaches `wait` right after starting the child
@@ -235,7 +244,7 @@ def test_run_env_exact_list_with_the_run_id_from_the_job_name_label():
     assert run_env(_context(), model="resnet-v2") == [
         {"name": "CLOUDML_TEAM", "value": "vision"},
         {"name": "CLOUDML_WORKLOAD", "value": "resnet"},
-        {"name": "CLOUDML_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}}},
+        {"name": "CLOUDML_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}}},
         {"name": "CLOUDML_CHECKPOINT_DIR", "value": f"s3://{BUCKETS['checkpoints']}/vision/resnet/$(CLOUDML_RUN_ID)/"},
         {"name": "CLOUDML_LOG_DIR", "value": f"s3://{BUCKETS['logs']}/vision/resnet/$(CLOUDML_RUN_ID)/"},
         {"name": "CLOUDML_MODEL_DIR", "value": f"s3://{BUCKETS['models']}/vision/resnet-v2/"},
@@ -254,7 +263,7 @@ def test_each_cronjob_run_gets_its_own_directories_through_its_job_name():
     [cron] = render_workload({"kind": "training", "name": "resnet", "command": ["x"], "schedule": "0 3 * * *"})
     env = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
     for run in ("resnet-29000000", "resnet-29001440"):
-        resolved = expand_env(env, {"metadata.labels['batch.kubernetes.io/job-name']": run})
+        resolved = expand_env(env, {"metadata.labels['batch.kubernetes.io/controller-uid']": run})
         assert resolved["CLOUDML_CHECKPOINT_DIR"] == f"s3://{BUCKETS['checkpoints']}/vision/resnet/{run}/"
         assert resolved["CLOUDML_LOG_DIR"] == f"s3://{BUCKETS['logs']}/vision/resnet/{run}/"
         assert resolved["CLOUDML_MODEL_DIR"] == f"s3://{BUCKETS['models']}/vision/resnet/"
@@ -270,3 +279,14 @@ def test_every_run_directory_is_under_the_teams_prefix_of_its_own_bucket():
 def test_expand_env_follows_the_kubelet_rules_it_stands_for():
     env = [{"name": "A", "value": "x"}, {"name": "B", "value": "$(A)/$(LATER)/$$(A)/$"}, {"name": "LATER", "value": "y"}]
     assert expand_env(env, {}) == {"A": "x", "B": "x/$(LATER)/$(A)/$", "LATER": "y"}
+
+
+def test_shell_syntax_in_pre_and_post_commands_reaches_the_shell_as_written():
+    """`$(...)`, `$$` and `$VAR` in preCommands/postCommands are shell syntax: the kubelet must not expand
+    them first (the wrapper escapes every `$` for it)."""
+    done = run_wrapped(["true"], pre=['echo "sub=$(echo inner) pid=$$ home=$HOME"'], post=['echo "code=$CLOUDML_EXIT_CODE"'],
+                       env={"HOME": "/home/x", "PATH": "/usr/bin:/bin"})
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("sub=inner pid=") and lines[0].endswith(" home=/home/x")
+    assert lines[0].split("pid=")[1].split()[0].isdigit()
+    assert lines[1] == "code=0"

@@ -289,11 +289,21 @@ def test_the_index_var_agrees_with_the_job_controllers_own_index_var():
 
 
 def test_every_pod_and_every_restart_share_one_checkpoint_dir_so_training_resumes():
+    """All pods of all restart attempts of one JobSet (same UID) share the dirs: a restarted group resumes."""
     jobset = jobset_of({**PS, "model": "bert"})
     dirs = {(p.env["CLOUDML_CHECKPOINT_DIR"], p.env["CLOUDML_LOG_DIR"], p.env["CLOUDML_MODEL_DIR"])
-            for attempt in (0, 1, 2) for p in jobset_pods(jobset, restart_attempt=attempt)}
-    assert dirs == {(f"s3://{BUCKETS['checkpoints']}/vision/bert-ps/bert-ps/", f"s3://{BUCKETS['logs']}/vision/bert-ps/bert-ps/",
+            for attempt in (0, 1, 2) for p in jobset_pods(jobset, restart_attempt=attempt, jobset_uid="uid-1")}
+    assert dirs == {(f"s3://{BUCKETS['checkpoints']}/vision/bert-ps/uid-1/", f"s3://{BUCKETS['logs']}/vision/bert-ps/uid-1/",
                      f"s3://{BUCKETS['models']}/vision/bert/")}
+
+
+def test_a_jobset_created_again_starts_a_fresh_run_but_exports_to_the_same_model():
+    """A JobSet that `pulumi up` replaces (same name, new UID) must not resume the finished run's checkpoints."""
+    jobset = jobset_of({**PS, "model": "bert"})
+    first = {p.env["CLOUDML_CHECKPOINT_DIR"] for p in jobset_pods(jobset, jobset_uid="uid-1")}
+    second = {p.env["CLOUDML_CHECKPOINT_DIR"] for p in jobset_pods(jobset, jobset_uid="uid-2")}
+    assert first.isdisjoint(second) and len(first) == len(second) == 1
+    assert {p.env["CLOUDML_MODEL_DIR"] for p in jobset_pods(jobset, jobset_uid="uid-2")} == {f"s3://{BUCKETS['models']}/vision/bert/"}
 
 
 # --- the $(VAR) expansion helper on its own ----------------------------------------------------

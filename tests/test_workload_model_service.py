@@ -137,7 +137,7 @@ def test_pre_commands_wrap_the_server():
     """preCommands run in a shell first; the server and its flags reach `"$@"` untouched."""
     container = main_container(render(preCommands=["echo warm"]))
     assert container["command"][:2] == ["/bin/sh", "-c"]
-    assert container["command"][2] == 'set -e\necho warm\nexec "$@"\n'
+    assert container["command"][2] == 'set -e\necho warm\nexec "$$@"\n'  # `$$`: the kubelet hands the shell `$`
     assert container["args"] == ["tensorflow_model_server", *SERVER_FLAGS]
 
 
@@ -273,11 +273,15 @@ def test_internet_service_is_internet_facing_only_from_the_source_cidrs():
 
 
 def test_workload_annotations_cannot_change_the_scheme():
-    """The load balancer annotations are written after the workload's own."""
-    svc = render(expose="internal", annotations={"service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing",
-                                                   "example.com/owner": "ml"})["Service"][0]
+    """A workload cannot set load-balancer annotations at all (the contract reserves every
+    *.kubernetes.io prefix), and the ones cloudml writes come after the workload's own."""
+    from components.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="uses a prefix that cloudml or Kubernetes manages"):
+        render(expose="internal", annotations={"service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing"})
+    svc = render(expose="internal", annotations={"example.com/owner": "ml"})["Service"][0]
     assert svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
-    assert svc["metadata"]["annotations"]["example.com/owner"] == "ml"
+    assert list(svc["metadata"]["annotations"])[0] == "example.com/owner"
 
 
 def guard_admits(service_obj: dict, **load_balancing) -> bool:

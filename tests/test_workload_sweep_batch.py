@@ -19,7 +19,7 @@ from policies.pod_security import restricted_violations
 from test_workload_common import expand_env
 from workload_fixtures import BUCKETS, IMAGE, by_kind, platform_view, pod_templates, render_workload
 
-JOB_NAME_FIELD = "metadata.labels['batch.kubernetes.io/job-name']"
+JOB_NAME_FIELD = "metadata.labels['batch.kubernetes.io/controller-uid']"
 INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 SWEEP = {
     "kind": "sweep", "name": "lr", "command": ["python", "-m", "train"], "args": ["--epochs", "5"],

@@ -113,8 +113,10 @@ def _value_from(source: Mapping, labels, annotations, pod_spec, namespace, secre
 
 
 def jobset_pods(jobset: dict, container: str = "main", secrets: Mapping[tuple[str, str], str] | None = None,
-                restart_attempt: int = 0) -> Iterator[PodEnv]:
-    """Every pod of `jobset` (a rendered JobSet object), with its environment."""
+                restart_attempt: int = 0, jobset_uid: str = "0f1e2d3c-jobset-uid") -> Iterator[PodEnv]:
+    """Every pod of `jobset` (a rendered JobSet object), with its environment. `jobset_uid` stands for
+    the UID the API server gives the JobSet object (a new one when the JobSet is created again); the
+    Jobs of each restart attempt get their own UIDs, as recreated objects do."""
     meta, spec = jobset["metadata"], jobset["spec"]
     name, namespace = meta["name"], meta.get("namespace", "default")
     network = spec.get("network") or {}
@@ -129,11 +131,13 @@ def jobset_pods(jobset: dict, container: str = "main", secrets: Mapping[tuple[st
                 labels = {
                     **template.get("metadata", {}).get("labels", {}),
                     "jobset.sigs.k8s.io/jobset-name": name,
+                    "jobset.sigs.k8s.io/jobset-uid": jobset_uid,
                     "jobset.sigs.k8s.io/replicatedjob-name": rjob["name"],
                     "jobset.sigs.k8s.io/replicatedjob-replicas": str(rjob.get("replicas", 1)),
                     "jobset.sigs.k8s.io/job-index": str(job_index),
                     "jobset.sigs.k8s.io/restart-attempt": str(restart_attempt),
                     "batch.kubernetes.io/job-name": job_name,
+                    "batch.kubernetes.io/controller-uid": f"{job_name}-uid-attempt-{restart_attempt}",
                     "job-name": job_name,
                 }
                 annotations = dict(template.get("metadata", {}).get("annotations", {}))

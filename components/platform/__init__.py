@@ -10,8 +10,10 @@ from components.platform.cluster import Cluster
 from components.platform.cluster_addons import ClusterAddons
 from components.platform.network import Network
 from components.platform.node_pools import NodePools
-from components.platform.storage import Storage
+from components.platform.storage import Storage, volume_quota_problems
+from components.platform.storage_s3 import bucket_name_problems
 from components.platform.tenancy import Tenancy
+from components.errors import ConfigProblem
 from components.spec import PLATFORM_KEY, PlatformSpec
 
 
@@ -26,6 +28,12 @@ def gpu_pool_offers(spec: PlatformSpec) -> dict[str, dict]:
         }
         for pool in spec.gpu_pools
     }
+
+
+def component_problems(spec: PlatformSpec) -> list[ConfigProblem]:
+    """Rules the platform's components own (S3's reserved bucket-name prefixes, team claims that must
+    fit the storage quota), reported with the contract's own stack-wide rules by `load_platform`."""
+    return bucket_name_problems(spec) + volume_quota_problems(spec)
 
 
 class Platform(pulumi.ComponentResource):

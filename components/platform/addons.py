@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import yaml
 
@@ -211,6 +212,11 @@ def lb_controller_values(cluster_name: pulumi.Input[str], region: str, vpc_id: p
         "clusterName": cluster_name,
         "region": region,
         "vpcId": vpc_id,
+        # No WAF or Shield on cloudml's load balancers: the IRSA policy does not grant their writes
+        # (addon_policies.harden_lb_controller_policy), so the controller must not try them.
+        "enableShield": False,
+        "enableWaf": False,
+        "enableWafv2": False,
         "serviceAccount": {
             "create": True,
             "name": LB_CONTROLLER_SERVICE_ACCOUNT,
@@ -308,9 +314,14 @@ class Addons(pulumi.ComponentResource):
         self.jobset = release("jobset", "jobset", versions.JOBSET, JOBSET_NAMESPACE, jobset_values(),
                               create_namespace=True)
 
+        # The hardened policy names this account, partition and VPC: known only once they are.
+        invoke = pulumi.InvokeOptions(parent=self)
+        lbc_policy = pulumi.Output.all(aws.get_partition_output(opts=invoke).partition,
+                                       aws.get_caller_identity_output(opts=invoke).account_id, vpc_id).apply(
+            lambda args: lb_controller_policy(partition=args[0], region=region, account_id=args[1], vpc_id=args[2]))
         self.lb_controller_role = ServiceAccountRole(
             f"{name}-lbc-irsa", namespace=KUBE_SYSTEM, service_account=LB_CONTROLLER_SERVICE_ACCOUNT,
-            policy=lb_controller_policy(), opts=pulumi.ResourceOptions(parent=self), **irsa)
+            policy=lbc_policy, opts=pulumi.ResourceOptions(parent=self), **irsa)
         self.lb_controller = release(
             "lb-controller", "aws-load-balancer-controller", versions.LB_CONTROLLER, KUBE_SYSTEM,
             lb_controller_values(cluster_name, region, vpc_id, self.lb_controller_role.arn),

@@ -14,7 +14,6 @@ team's role reaches only `<bucket>/<team>/`). `team_volumes`, `volume_objects` a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import pulumi
@@ -22,6 +21,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.errors import ConfigError, ConfigProblem, display_value
+from components.fieldtypes import quantity_bytes
 from components.platform.managed_addons import addon_with_role
 from components.platform.storage_fs import SHARED_STORAGE_CLASS, LustreFilesystem, SharedFilesystem, private_subnet_count
 from components.platform.storage_s3 import (
@@ -44,8 +44,6 @@ S3_VOLUME_CAPACITY = "1Ti"
 # nominal 100Gi, so the default 2Ti quota keeps about 1.9Ti for dev-environment homes (50Gi each).
 S3_CLAIM_REQUEST = "1Gi"
 SHARED_CLAIM_REQUEST = "100Gi"
-_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
-          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
 
 
 def team_volumes(platform: PlatformSpec) -> dict[str, str]:
@@ -78,16 +76,16 @@ def volume_objects(platform: PlatformSpec, team: str, labels: dict[str, str], *,
     )
 
 
-def _bytes(quantity: str) -> int:
-    number, unit = re.fullmatch(r"(\d+)([A-Za-z]*)", quantity).groups()  # the contract's storage quantities
-    return int(number) * _UNITS[unit]
+def platform_claims_bytes(platform: PlatformSpec) -> int:
+    """Storage the claims the platform makes in each team namespace request (counted by its quota)."""
+    return sum(quantity_bytes(SHARED_CLAIM_REQUEST if c == SHARED_VOLUME else S3_CLAIM_REQUEST) for c in team_volumes(platform))
 
 
 def volume_quota_problems(platform: PlatformSpec) -> list[ConfigProblem]:
     """Teams whose storage quota cannot hold the claims the platform makes for them: the API
     server would refuse those claims halfway through `pulumi up`."""
     claims = team_volumes(platform)
-    needed = sum(_bytes(SHARED_CLAIM_REQUEST if c == SHARED_VOLUME else S3_CLAIM_REQUEST) for c in claims)
+    needed = platform_claims_bytes(platform)
     needed_gi = -(-needed // 2**30)
     return [
         ConfigProblem(
@@ -97,7 +95,7 @@ def volume_quota_problems(platform: PlatformSpec) -> list[ConfigProblem]:
             display_value(tenant.storage_quota),
         )
         for team, tenant in sorted(platform.teams.items())
-        if _bytes(tenant.storage_quota) < needed
+        if quantity_bytes(tenant.storage_quota) < needed
     ]
 
 

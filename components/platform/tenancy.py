@@ -28,7 +28,8 @@ from components.errors import ConfigError
 from components.labels import MANAGED_BY, PART_OF, TEAM_LABEL
 from components.platform.cluster import principal_key
 from components.platform.irsa import ServiceAccountRole
-from components.platform.storage import team_volumes, volume_objects, volume_quota_problems
+from components.fieldtypes import quantity_bytes
+from components.platform.storage import platform_claims_bytes, team_volumes, volume_objects, volume_quota_problems
 from components.render import render_template
 from components.spec import S3_VOLUMES, PlatformSpec, TenantSpec, team_namespace
 
@@ -225,7 +226,7 @@ class Tenancy(pulumi.ComponentResource):
 
     `bucket_names` (role -> bucket name) and `region` go into the S3 volumes.
 
-    Outputs: `teams` (team -> namespace, serviceAccount, gpuQuota, roleArn, volumes), the platform's
+    Outputs: `teams` (team -> namespace, serviceAccount, gpuQuota, roleArn, volumes, quotas), the platform's
     `teams` output.
     """
 
@@ -334,6 +335,14 @@ class Tenancy(pulumi.ComponentResource):
                 "gpuQuota": tenant.gpu_quota,
                 "roleArn": self.roles[team].arn,
                 "volumes": team_volumes(spec),
+                # What the team stack may ask for at once, checked before its `pulumi up`; storage is
+                # what the quota leaves after the claims the platform makes in the namespace.
+                "quotas": {
+                    "cpu": tenant.cpu_quota,
+                    "memory": tenant.memory_quota,
+                    "storageBytes": quantity_bytes(tenant.storage_quota) - platform_claims_bytes(spec),
+                    "loadBalancers": tenant.load_balancers,
+                },
             }
             for team, tenant in spec.teams.items()
         }

@@ -10,7 +10,8 @@ from components import platform_view as pv
 from components.errors import ConfigError
 from components.labels import MANAGED_BY, PART_OF, TEAM_LABEL, WORKLOAD_LABEL
 from components.render import WorkloadContext, render
-from components.spec import DevEnvironmentWorkload, TeamSpec
+from components.spec import DevEnvironmentWorkload, DistributedTrainingWorkload, TeamSpec
+from components.workloads.distributed import JOBSET_API_VERSION
 from components.workloads.dev_environment import TOKEN_SECRET_KEY, token_secret_name
 
 # Jupyter's access token: 48 letters and digits (~285 bits), safe in a URL and a header.
@@ -39,6 +40,22 @@ def _labels(spec: TeamSpec, component: str, workload: str | None = None) -> dict
     return labels
 
 
+def _jobset(name: str, objects: pulumi.Output, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+    """A distributedTraining workload's JobSet, as its own resource: JobSet's webhook makes
+    `spec.replicatedJobs` immutable, and pulumi-kubernetes only knows to replace the kinds it ships
+    (a Job, not a JobSet), so a changed JobSet must be replaced explicitly — deleted first, since the
+    new one has the same name. A new JobSet is a new run (new UID, fresh checkpoint directory)."""
+    jobset = objects.apply(lambda objs: objs[0])
+    return k8s.apiextensions.CustomResource(
+        name,
+        api_version=JOBSET_API_VERSION,
+        kind="JobSet",
+        metadata=jobset.apply(lambda o: o["metadata"]),
+        spec=jobset.apply(lambda o: o["spec"]),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(replace_on_changes=["spec"], delete_before_replace=True)),
+    )
+
+
 class Team(pulumi.ComponentResource):
     """Creates, as children:
     - `<name>-platform`: StackReference to the platform stack;
@@ -46,7 +63,8 @@ class Team(pulumi.ComponentResource):
     - `<name>-secret-<secret>`: a Kubernetes Secret per entry of `secrets` (values stay Pulumi secrets);
     - `<name>-<workload>-token` (RandomPassword) and `<name>-<workload>-token-secret` (the Secret
       `<workload>-token`) for every devEnvironment: its access token, generated, never in config;
-    - `<name>-<workload>`: a ConfigGroup of each workload's rendered objects.
+    - `<name>-<workload>`: a ConfigGroup of each workload's rendered objects; for distributedTraining
+      the JobSet itself (replaced, not patched, when it changes).
 
     Outputs: `namespace`, `workloads` (names).
     """
@@ -102,9 +120,14 @@ class Team(pulumi.ComponentResource):
             needs = [self.secrets[ref.secret] for ref in w.secret_env.values() if ref.secret in self.secrets]
             if w.name in self.tokens:
                 needs.append(self.tokens[w.name])
+            objects = rendered.apply(lambda by_name, n=w.name: by_name[n])
+            if isinstance(w, DistributedTrainingWorkload):
+                self.workloads[w.name] = _jobset(f"{name}-{w.name}", objects, pulumi.ResourceOptions(
+                    parent=self, provider=self.provider, depends_on=needs))
+                continue
             self.workloads[w.name] = k8s.yaml.v2.ConfigGroup(
                 f"{name}-{w.name}",
-                objs=rendered.apply(lambda by_name, n=w.name: by_name[n]),
+                objs=objects,
                 # Pulumi would otherwise wait for a Job to complete (and fail the update after 10
                 # minutes): a training run is started by `pulumi up`, not awaited by it.
                 skip_await=True,

@@ -18,7 +18,7 @@ from typing import Any
 
 from components.render import WorkloadContext, bucket_uri, wrap_command
 from components.spec import BatchPredictionWorkload, BucketPath
-from components.workloads.common import JOB_NAME_LABEL, RUN_ID_ENV, field_env
+from components.workloads.common import JOB_UID_LABEL, RUN_ID_ENV, field_env
 
 PREDICT_COMMAND = ["python", "-m", "cloudml_trainer", "predict"]
 
@@ -38,7 +38,7 @@ def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
         {"name": "CLOUDML_TEAM", "value": team},
         {"name": "CLOUDML_WORKLOAD", "value": workload.name},
         # The Job's name: a CronJob's runs are told apart (e.g. to name their output files).
-        field_env(RUN_ID_ENV, f"metadata.labels['{JOB_NAME_LABEL}']"),
+        field_env(RUN_ID_ENV, f"metadata.labels['{JOB_UID_LABEL}']"),
         {"name": "CLOUDML_MODEL_DIR", "value": model_dir},
         *[{"name": "CLOUDML_MODEL_VERSION", "value": v} for v in version],
         {"name": "CLOUDML_INPUT", "value": input_uri},

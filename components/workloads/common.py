@@ -7,10 +7,12 @@ from typing import Any
 
 from components.render import WorkloadContext, bucket_uri
 
-# The Job controller labels every pod with its Job's name (Kubernetes 1.27+). A one-off Job's name
-# is the workload's, so a retried pod finds the checkpoints of the pods before it; each run of a
-# CronJob is a new Job, so it starts from scratch instead of "resuming" yesterday's finished run.
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+# A run is one Job: the Job controller labels every pod with its Job's UID (Kubernetes 1.27+). It is
+# the same for every retry of the Job's pod, so a retried pod resumes from its run's checkpoints, and
+# new for a new Job — a CronJob's next run, or a Job that `pulumi up` replaces (changed template) or
+# creates again after its TTL — so a new run starts fresh instead of "resuming" a finished one. (The
+# Job's name would stay the same across all of those.)
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
 RUN_ID_ENV = "CLOUDML_RUN_ID"
 
 
@@ -19,7 +21,7 @@ def field_env(name: str, field_path: str) -> dict:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": field_path}}}
 
 
-def run_env(context: WorkloadContext, run_id_label: str = JOB_NAME_LABEL, model: str | None = None) -> list[dict]:
+def run_env(context: WorkloadContext, run_id_label: str = JOB_UID_LABEL, model: str | None = None) -> list[dict]:
     """The env a training-like container gets: who it is, and where its outputs go.
 
     Every directory is under the team's own prefix of a platform bucket, the only place its IAM role

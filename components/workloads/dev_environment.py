@@ -12,16 +12,22 @@ from __future__ import annotations
 from typing import Any
 
 from components.render import RenderError, WorkloadContext, wrap_command
-from components.spec import DevEnvironmentWorkload
+from components.spec import (
+    DEV_TENSORBOARD_CPU,
+    DEV_TENSORBOARD_MEMORY,
+    KIND_RESERVED_PATHS,
+    DevEnvironmentWorkload,
+    token_secret_name,
+)
 from components.workloads.common import service_exposure
 
-HOME = "/home/cloudml"
+HOME = KIND_RESERVED_PATHS["devEnvironment"]  # /home/cloudml: the contract keeps data mounts off it
 HOME_VOLUME = "home"
 JUPYTER_PORT = 8888
 TENSORBOARD_PORT = 6006
 # TensorBoard reads what the user writes here (e.g. tf.keras.callbacks.TensorBoard(log_dir=...)).
 TENSORBOARD_LOGDIR = f"{HOME}/logs"
-TENSORBOARD_RESOURCES = {"cpu": "500m", "memory": "1Gi"}
+TENSORBOARD_RESOURCES = {"cpu": DEV_TENSORBOARD_CPU, "memory": DEV_TENSORBOARD_MEMORY}  # the quota check counts these
 # How often Jupyter looks for idle kernels and terminals (never less often than the timeout itself).
 CULL_INTERVAL_SECONDS = 60
 # A crash restarts Jupyter in place (restartPolicy OnFailure) at most this many times.
@@ -41,9 +47,6 @@ IDLE_TIMEOUT_ENV = "CLOUDML_IDLE_TIMEOUT"
 EXPOSE_LABEL = "cloudml.io/expose"
 
 
-def token_secret_name(workload: str) -> str:
-    """The Secret holding a devEnvironment's access token (created by components.team)."""
-    return f"{workload}-token"
 
 
 def jupyter_command(idle_timeout: int) -> list[str]:
@@ -79,25 +82,11 @@ def exposed_labels(shared: dict[str, Any], expose: str) -> dict[str, str]:
     return {**shared["labels"], EXPOSE_LABEL: "internal"} if expose == "internal" else shared["labels"]
 
 
-def check_mount_paths(workload_name: str, reserved: str, mounts: list[dict], *, nested_ok: bool) -> None:
-    """A data volume cannot take the mount path cloudml gives its own volume (nor, when that volume
-    is read-only, a path under it: the kubelet could not create the mount point)."""
-    for mount in mounts:
-        path = mount["mountPath"].rstrip("/")
-        if path == reserved or (not nested_ok and path.startswith(reserved + "/")):
-            where = "at" if path == reserved else "under"
-            raise RenderError(
-                f"workload {workload_name}: a data volume is mounted {where} {reserved}, where cloudml mounts "
-                "its own volume; give it another mountPath"
-            )
-
-
 def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
     workload: DevEnvironmentWorkload = context.workload
     storage_class = context.platform.shared_storage_class
     if not storage_class:
         raise RenderError(f"workload {workload.name}: the platform has no shared file system for the home volume")
-    check_mount_paths(workload.name, HOME, shared["volume_mounts"], nested_ok=True)
     image = workload.image or context.team.defaults.dev_image
     # The user's command replaces JupyterLab (and its idle shutdown); their args always follow.
     main = list(workload.command) if workload.command else jupyter_command(workload.idle_timeout)

@@ -24,10 +24,13 @@ TASK_INDEX_ENV = "CLOUDML_TASK_INDEX"
 # Set by the Job controller on every pod of an Indexed Job. The controller also adds
 # JOB_COMPLETION_INDEX, but appends it after the container's own env, too late for TF_CONFIG to
 # reference it: `$(VAR)` only expands variables defined earlier in the list.
+# The JobSet API this version renders (the CRD in ../shared/crds and the chart pinned in versions.py).
+JOBSET_API_VERSION = "jobset.x-k8s.io/v1alpha2"
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
-# The JobSet controller labels every pod with its JobSet's name. The name survives a restart of the
-# group (the Jobs are recreated under the same names), so restarted pods find their checkpoints.
-JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
+# A run is one JobSet: its controller labels every pod with the JobSet's UID, which survives a
+# restart of the group (the Jobs are recreated, the JobSet is not), so restarted pods find their
+# checkpoints; a JobSet that `pulumi up` replaces gets a new UID and starts fresh.
+JOBSET_UID_LABEL = "jobset.sigs.k8s.io/jobset-uid"
 # TensorFlow and Kubeflow keep the evaluator out of `cluster`: it is not part of the training
 # cluster (TFJob's genClusterSpec skips it; TensorFlow accepts task type evaluator without it).
 NOT_IN_CLUSTER = ("evaluator",)
@@ -41,7 +44,7 @@ def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
     replicas = workload.replicas
     single_pod = sum(replicas.values()) == 1
     cluster = cluster_spec(shared["name"], replicas)
-    common_env = run_env(context, run_id_label=JOBSET_NAME_LABEL, model=workload.model_name) + shared["env"]
+    common_env = run_env(context, run_id_label=JOBSET_UID_LABEL, model=workload.model_name) + shared["env"]
     jobs = []
     for task, count in replicas.items():
         # Kubeflow sets no TF_CONFIG for a job of one pod: plain local training.
@@ -56,6 +59,7 @@ def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
         })
     return {
         **shared,
+        "api_version": JOBSET_API_VERSION,
         "replicated_jobs": jobs,
         # The JobSet succeeds when TensorFlow's chief does (parameter servers never exit by themselves).
         "success_target": "chief" if "chief" in replicas else "worker",

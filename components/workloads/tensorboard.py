@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from components.render import RenderError, WorkloadContext, wrap_command
-from components.spec import TensorboardWorkload
-from components.workloads.dev_environment import TENSORBOARD_PORT, check_mount_paths, exposed_labels, tool_service
+from components.spec import KIND_RESERVED_PATHS, TensorboardWorkload
+from components.workloads.dev_environment import TENSORBOARD_PORT, exposed_labels, tool_service
 
-LOGS_MOUNT = "/logs"
+LOGS_MOUNT = KIND_RESERVED_PATHS["tensorboard"]  # /logs: the contract keeps data mounts off it
 LOGS_VOLUME = "logs"
 LOGS_SOURCE = "logs"  # the platform's volume source of the logs bucket
 
@@ -28,7 +28,6 @@ def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
     claims = context.platform.teams[context.team.name].volumes
     if LOGS_SOURCE not in claims:
         raise RenderError(f"workload {workload.name}: the platform gives team {context.team.name} no logs volume to read")
-    check_mount_paths(workload.name, LOGS_MOUNT, shared["volume_mounts"], nested_ok=False)
     # The user's command replaces TensorBoard's; their args always follow (e.g. --samples_per_plugin).
     main = list(workload.command) if workload.command else tensorboard_command(workload.logs_from)
     command, args = wrap_command(main, workload.args, workload.pre_commands, workload.post_commands)

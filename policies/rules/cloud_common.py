@@ -1,0 +1,93 @@
+"""Helpers the AWS rules share: reading raw provider inputs that may be missing, of an unexpected
+shape, or unknown (a `pulumi preview` does not know the outputs of resources it has yet to create),
+and reading IAM policy documents.
+
+Rules see props as the provider receives them (camelCase). Under `pulumi_policy` a nested dict or
+list may arrive as a read-only proxy (a `Mapping`/`Sequence`, not a `dict`/`list`), and an unknown
+value as one of the protocol's sentinel strings; `cloudml plan` records plain JSON. These helpers
+accept all of them and never raise on a shape they do not expect.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# The sentinels the Pulumi policy protocol puts in place of a value that is unknown during preview
+# (pulumi_policy/proxy.py, UNKNOWN_*_VALUE; the same in the Node SDK). A rule must not read them as
+# "not set": the value exists, it is just not known yet.
+UNKNOWN_SENTINELS = frozenset({
+    "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",  # boolean
+    "3eeb2bf0-c639-47a8-9e75-3b44932eb421",  # number
+    "04da6b54-80e4-46f7-96ec-b56ff0331ba9",  # string
+    "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",  # array
+    "030794c1-ac77-496b-92df-f27374a8bd58",  # asset
+    "e48ece36-62e2-4504-bad9-02848725956a",  # archive
+    "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",  # object
+})
+
+
+def is_unknown(value: Any) -> bool:
+    """True for a value Pulumi does not know yet (an output of a resource not yet created)."""
+    return isinstance(value, str) and value in UNKNOWN_SENTINELS
+
+
+def mapping(value: Any) -> Mapping[str, Any]:
+    """`value` if it is a mapping, else an empty one (missing, unknown or malformed)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def items(value: Any) -> list[Any]:
+    """The elements of a list value; [] when missing, unknown or not a list. A bare string is not a list."""
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else []
+
+
+def strings(value: Any) -> list[str]:
+    """An IAM-style "string or list of strings" as a list of strings (other elements dropped)."""
+    if isinstance(value, str):
+        return [value]
+    return [v for v in items(value) if isinstance(v, str)]
+
+
+def is_true(value: Any) -> bool:
+    """True, or the string "true" (pulumi-aws types a few booleans as strings, e.g. a launch
+    template's `associatePublicIpAddress`)."""
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def quoted(value: Any) -> str:
+    """A value as it would appear in JSON, for messages: "AES256", false, 20."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def policy_document(value: Any) -> Mapping[str, Any] | None:
+    """An IAM policy document from a `policy` input: a JSON string or an object. None when it is
+    missing, unknown or not JSON (AWS would reject it; another rule of AWS's own decides that)."""
+    if isinstance(value, Mapping):
+        return value
+    if isinstance(value, str) and not is_unknown(value):
+        try:
+            document = json.loads(value)
+        except ValueError:
+            return None
+        return document if isinstance(document, Mapping) else None
+    return None
+
+
+def statements(document: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(field path, statement) of every statement: `Statement[1] (ScaleOwnGroups)` names the Sid.
+    `Statement` may be one object or a list of them."""
+    raw = document.get("Statement")
+    listed = [raw] if isinstance(raw, Mapping) else items(raw)
+    result = []
+    for i, statement in enumerate(listed):
+        if not isinstance(statement, Mapping):
+            continue
+        sid = statement.get("Sid")
+        label = f"Statement[{i}]" if not isinstance(raw, Mapping) else "Statement"
+        result.append((f"{label} ({sid})" if isinstance(sid, str) and sid else label, statement))
+    return result

@@ -1,0 +1,270 @@
+"""Rules over the pods of Kubernetes objects: Pod Security `restricted` in team namespaces, GPU
+containers (limits, taint toleration, GPU pool), and idle culling of dev environments.
+
+Also the helpers the other workload rules share: the Pulumi types of objects with pods, the pod
+templates of an object with their labels, and a label selector matcher.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from components.labels import GPU_PRESENT_LABEL, GPU_RESOURCE, GPU_TAINT_KEY, GPU_TYPE_LABEL, POOL_LABEL
+from policies.core import (
+    ADVISORY, MANDATORY, Finding, PlannedResource, PolicyConfig, ResourceRule, containers, pod_specs,
+)
+from policies.pod_security import restricted_violations
+
+# Kinds whose objects hold pod templates (policies.core.pod_specs reads them), any version.
+POD_TYPES = (
+    "kubernetes:core/v1:Pod", "kubernetes:batch/*:Job", "kubernetes:batch/*:CronJob",
+    "kubernetes:apps/*:Deployment", "kubernetes:apps/*:StatefulSet", "kubernetes:apps/*:DaemonSet",
+    "kubernetes:apps/*:ReplicaSet", "kubernetes:jobset.x-k8s.io/*:JobSet",
+)
+# The value the node pools give the GPU taint (components/platform/node_pools.py GPU_TAINT_VALUE).
+GPU_TAINT_VALUE = "true"
+GPU_TAINT_EFFECT = "NoSchedule"
+# Node labels only GPU pools carry (or that name one pool): selecting on one keeps a GPU pod on GPU nodes.
+GPU_POOL_LABELS = (GPU_TYPE_LABEL, POOL_LABEL, GPU_PRESENT_LABEL)
+COMPONENT_LABEL = "app.kubernetes.io/component"
+DEV_ENVIRONMENT = "devEnvironment"
+# What components/workloads/dev_environment.py renders: Jupyter's idle shutdown flag, and the env
+# var that tells a user's own command the idle timeout it must honour.
+JUPYTER_IDLE_FLAG = "--ServerApp.shutdown_no_activity_timeout"
+IDLE_TIMEOUT_ENV = "CLOUDML_IDLE_TIMEOUT"
+_IDLE_FLAG_RE = re.compile(re.escape(JUPYTER_IDLE_FLAG) + r"(?:=|\s+)(-?\d+)")
+# restricted_violations ends most messages with ": <what to do>"; these verbs start that part.
+_FIX_VERBS = ("set ", "remove", "drop ", "add ", "use ")
+
+
+def as_dict(value: Any) -> Mapping[str, Any]:
+    """A mapping, or {} for anything else (absent, unknown in a preview, or malformed)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_list(value: Any) -> list:
+    """A list, or [] for anything else. (pulumi_policy hands lists over as Sequence proxies.)"""
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else []
+
+
+def lookup(obj: Any, path: str) -> Any:
+    """The value at a field path such as `spec.replicatedJobs[0].template.metadata` (None if absent)."""
+    for part in path.split("."):
+        name, _, index = part.partition("[")
+        obj = as_dict(obj).get(name)
+        if index:
+            items = as_list(obj)
+            i = int(index.rstrip("]"))
+            obj = items[i] if i < len(items) else None
+    return obj
+
+
+def metadata(obj: Any) -> Mapping[str, Any]:
+    return as_dict(as_dict(obj).get("metadata"))
+
+
+def name_in(obj: Any, field: str) -> str:
+    """metadata.<field> (name, namespace) when it is a string, else "" (absent or unknown)."""
+    value = metadata(obj).get(field)
+    return value if isinstance(value, str) else ""
+
+
+def pods(obj: Any) -> list[tuple[str, Mapping[str, Any]]]:
+    """policies.core.pod_specs, tolerating malformed objects (a string where a mapping belongs)."""
+    try:
+        return [(path, as_dict(spec)) for path, spec in pod_specs(as_dict(obj))]
+    except (AttributeError, TypeError):
+        return []
+
+
+def pod_templates(obj: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
+    """(path, pod labels, pod spec) of every pod template of an object."""
+    out = []
+    for path, spec in pods(obj):
+        # A template's metadata sits beside its spec; a Pod's is the object's own.
+        meta_path = "metadata" if path == "spec" else path[: -len(".spec")] + ".metadata"
+        out.append((path, as_dict(as_dict(lookup(obj, meta_path)).get("labels")), spec))
+    return out
+
+
+def selector_matches(selector: Any, labels: Mapping[str, Any]) -> bool:
+    """Whether a LabelSelector (matchLabels, matchExpressions) selects these labels; an empty
+    selector selects everything, an absent one nothing."""
+    if not isinstance(selector, Mapping):
+        return False
+    for key, value in as_dict(selector.get("matchLabels")).items():
+        if labels.get(key) != value:
+            return False
+    for expr in as_list(selector.get("matchExpressions")):
+        expr = as_dict(expr)
+        key, operator, values = expr.get("key"), expr.get("operator"), as_list(expr.get("values"))
+        present = key in labels
+        ok = {
+            "In": present and labels.get(key) in values,
+            "NotIn": not present or labels.get(key) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }.get(operator, False)
+        if not ok:
+            return False
+    return True
+
+
+def container_at(path: str, where: str, container: Mapping[str, Any]) -> str:
+    """`<pod path>.containers[0] (main)`: the field path of a container, with its name."""
+    return f"{path}.{where} ({as_dict(container).get('name', '?')})"
+
+
+# --- pod-security-restricted --------------------------------------------------------------------
+
+
+def _split_fix(message: str) -> tuple[str, str]:
+    head, sep, tail = message.rpartition(": ")
+    if sep and tail.startswith(_FIX_VERBS):
+        return head, tail[0].upper() + tail[1:] + "."
+    return message, "Change the pod spec so that it meets Pod Security restricted."
+
+
+def check_pod_security(resource: PlannedResource, config: PolicyConfig) -> Iterator[Finding]:
+    obj = as_dict(resource.props)
+    if not name_in(obj, "namespace").startswith(config.team_namespace_prefix):
+        return
+    for path, spec in pods(obj):
+        try:
+            problems = restricted_violations(dict(spec))
+        except (AttributeError, TypeError):
+            yield Finding(f"{path} is malformed (a field holds a value of the wrong type), so Pod Security cannot be checked",
+                          "Fix the pod spec's field types.")
+            continue
+        for problem in problems:
+            # restricted_violations names fields from the pod spec (`spec.…`): put the pod's path first.
+            message, fix = _split_fix(path + problem[len("spec"):])
+            yield Finding(message, fix)
+
+
+POD_SECURITY_RESTRICTED = ResourceRule(
+    name="pod-security-restricted",
+    description="Pods of objects in team namespaces pass the Pod Security Standards restricted profile.",
+    level=MANDATORY,
+    types=POD_TYPES,
+    check=check_pod_security,
+    opt_out="none: mandatory (team namespaces also enforce restricted at admission); "
+    "objects outside namespaces starting with teamNamespacePrefix are not checked.",
+)
+
+
+# --- gpu-resources -----------------------------------------------------------------------------
+
+
+def _gpu_count(value: Any) -> Any:
+    """A GPU quantity as written (`1`, "1"), normalized for comparison; None when absent."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return int(text) if text.isdigit() else text
+
+
+def _tolerates_gpu_taint(toleration: Any) -> bool:
+    # Kubernetes' matching: an empty key with Exists tolerates every taint; an empty effect every effect.
+    t = as_dict(toleration)
+    key, operator, effect = t.get("key") or "", t.get("operator") or "Equal", t.get("effect") or ""
+    if effect not in ("", GPU_TAINT_EFFECT):
+        return False
+    if operator == "Exists":
+        return key in ("", GPU_TAINT_KEY)
+    return key == GPU_TAINT_KEY and str(t.get("value") or "") == GPU_TAINT_VALUE
+
+
+def _selects_gpu_pool(spec: Mapping[str, Any]) -> bool:
+    if any(label in as_dict(spec.get("nodeSelector")) for label in GPU_POOL_LABELS):
+        return True
+    required = as_dict(lookup(spec, "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"))
+    terms = as_list(required.get("nodeSelectorTerms"))
+    # Terms are ORed: every one of them must keep the pod on a GPU pool.
+    return bool(terms) and all(
+        any(as_dict(e).get("key") in GPU_POOL_LABELS and as_dict(e).get("operator") in ("In", "Exists")
+            for e in as_list(as_dict(term).get("matchExpressions")))
+        for term in terms
+    )
+
+
+def check_gpu_resources(resource: PlannedResource, config: PolicyConfig) -> Iterator[Finding]:
+    for path, spec in pods(resource.props):
+        uses_gpus = False
+        for where, container in containers(spec):
+            resources = as_dict(as_dict(container).get("resources"))
+            request = _gpu_count(as_dict(resources.get("requests")).get(GPU_RESOURCE))
+            limit = _gpu_count(as_dict(resources.get("limits")).get(GPU_RESOURCE))
+            if request in (None, 0) and limit in (None, 0):
+                continue
+            uses_gpus = True
+            at = f"{container_at(path, where, container)}.resources"
+            if limit is None:
+                yield Finding(f'{at}.limits["{GPU_RESOURCE}"] is not set (requests {request})',
+                              f"Set limits {GPU_RESOURCE} to {request}, equal to the requests.")
+            elif request is not None and request != limit:
+                yield Finding(f'{at}.limits["{GPU_RESOURCE}"] is {limit} but requests is {request}: they must be equal',
+                              f"Set requests and limits {GPU_RESOURCE} to the same count.")
+        if not uses_gpus:
+            continue
+        if not any(_tolerates_gpu_taint(t) for t in as_list(spec.get("tolerations"))):
+            yield Finding(f"{path}.tolerations does not tolerate the GPU taint {GPU_TAINT_KEY}={GPU_TAINT_VALUE}:{GPU_TAINT_EFFECT}",
+                          f"Add the toleration {{key: {GPU_TAINT_KEY}, operator: Exists, effect: {GPU_TAINT_EFFECT}}}.")
+        if not _selects_gpu_pool(spec):
+            yield Finding(f"{path}.nodeSelector selects no GPU pool (none of {', '.join(GPU_POOL_LABELS)}, "
+                          "nor a required node affinity on them)",
+                          f"Set nodeSelector {GPU_TYPE_LABEL}: <GPU type> (or {POOL_LABEL}: <pool>).")
+
+
+GPU_RESOURCES = ResourceRule(
+    name="gpu-resources",
+    description=f"Containers using {GPU_RESOURCE} set limits equal to requests, and their pods tolerate the GPU "
+    "taint and select a GPU pool.",
+    level=MANDATORY,
+    types=POD_TYPES,
+    check=check_gpu_resources,
+    opt_out="none: mandatory, in every namespace (a GPU pod without them is rejected or never scheduled).",
+)
+
+
+# --- dev-environment-idle-culling --------------------------------------------------------------
+
+
+def _idle_timeouts(container: Mapping[str, Any]) -> list[int]:
+    """The idle timeouts a container sets: Jupyter's flag in its command/args (also inside a shell
+    script) and CLOUDML_IDLE_TIMEOUT."""
+    words = [w for w in as_list(container.get("command")) + as_list(container.get("args")) if isinstance(w, str)]
+    found = [int(m) for w in words for m in _IDLE_FLAG_RE.findall(w)]
+    for env in as_list(container.get("env")):
+        value = as_dict(env).get("value") if as_dict(env).get("name") == IDLE_TIMEOUT_ENV else None
+        if isinstance(value, (str, int)) and str(value).strip().lstrip("-").isdigit():
+            found.append(int(str(value).strip()))
+    return found
+
+
+def check_idle_culling(resource: PlannedResource, config: PolicyConfig) -> Iterator[Finding]:
+    for path, labels, spec in pod_templates(as_dict(resource.props)):
+        if labels.get(COMPONENT_LABEL) != DEV_ENVIRONMENT:
+            continue
+        timeouts = [t for _, c in containers(spec) for t in _idle_timeouts(as_dict(c))]
+        if any(t > 0 for t in timeouts):
+            continue
+        detail = "sets it to 0 or less, which never stops" if timeouts else "sets neither"
+        yield Finding(
+            f"{path}.containers: no container runs Jupyter with {JUPYTER_IDLE_FLAG}=<seconds> or sets env "
+            f"{IDLE_TIMEOUT_ENV} above 0 ({detail}), so an idle environment keeps its node (and GPU)",
+            f"Keep cloudml's Jupyter command and set the workload's idleTimeout; a custom command must stop "
+            f"after {IDLE_TIMEOUT_ENV} seconds idle.",
+        )
+
+
+DEV_ENVIRONMENT_IDLE_CULLING = ResourceRule(
+    name="dev-environment-idle-culling",
+    description="Dev environment pods stop themselves when idle (Jupyter's idle shutdown or CLOUDML_IDLE_TIMEOUT).",
+    level=ADVISORY,
+    types=POD_TYPES,
+    check=check_idle_culling,
+    opt_out="advisory: set idleTimeout on the devEnvironment workload; the finding does not fail a plan.",
+)

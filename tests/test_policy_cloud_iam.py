@@ -1,0 +1,98 @@
+"""`iam-no-wildcards` (policies/rules/cloud_iam.py): a compliant policy, minimal mutations with the
+exact message pinned, every place a policy can be, and the write-action classification."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from policies.core import PlannedResource
+from policies.rules.cloud_iam import is_write_action
+from test_policy_cloud import UNKNOWN, found, resource
+
+# --- IAM ------------------------------------------------------------------------------------
+
+SCALE_OWN_GROUPS = {"Sid": "ScaleOwnGroups", "Effect": "Allow", "Action": ["autoscaling:SetDesiredCapacity"], "Resource": "*",
+                    "Condition": {"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/ml-dev": "owned"}}}
+DESCRIBE = {"Sid": "Describe", "Effect": "Allow", "Action": ["ec2:DescribeInstanceTypes", "eks:DescribeNodegroup"], "Resource": "*"}
+
+
+def role_policy(*statements, as_dict: bool = False) -> list[PlannedResource]:
+    document = {"Version": "2012-10-17", "Statement": list(statements)}
+    return [resource("aws:iam/rolePolicy:RolePolicy", "ca-policy", {"role": "r", "policy": document if as_dict else json.dumps(document)})]
+
+
+def test_iam_compliant_policy():
+    assert found("iam-no-wildcards", role_policy(DESCRIBE, SCALE_OWN_GROUPS)) == []
+    deny_all = {"Effect": "Deny", "Action": "*", "Resource": "*"}
+    assert found("iam-no-wildcards", role_policy(deny_all, {**SCALE_OWN_GROUPS, "Resource": "arn:aws:autoscaling:*:*:autoScalingGroup:*"})) == []
+
+
+def test_iam_action_star():
+    assert found("iam-no-wildcards", role_policy(DESCRIBE, {"Effect": "Allow", "Action": "*", "Resource": "arn:aws:s3:::b"}, as_dict=True)) == [
+        ("ca-policy", 'policy.Statement[1].Action is "*": it allows every action of every service')]
+
+
+@pytest.mark.parametrize("condition", [
+    None,
+    {"Bool": {"aws:SecureTransport": "true"}},  # not a scoping condition
+    {"StringEqualsIfExists": {"aws:ResourceTag/owner": "me"}},  # holds when the tag is absent
+])
+def test_iam_write_on_every_resource_without_scoping_condition(condition):
+    statement = {k: v for k, v in SCALE_OWN_GROUPS.items() if k != "Condition"}
+    if condition:
+        statement["Condition"] = condition
+    assert found("iam-no-wildcards", role_policy(statement)) == [("ca-policy", (
+        "policy.Statement[0] (ScaleOwnGroups) allows write actions autoscaling:SetDesiredCapacity on Resource \"*\" "
+        "without a Condition that scopes them"))]
+
+
+def test_iam_wildcard_forms():
+    statements = [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::*/*"},
+        {"Effect": "Allow", "NotAction": ["iam:*"], "Resource": "*"},
+        {"Effect": "Allow", "Action": "ec2:Create*", "NotResource": "arn:aws:ec2:*:*:vpc/*"},
+        {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"},
+    ]
+    assert [m for _, m in found("iam-no-wildcards", role_policy(*statements))] == [
+        'policy.Statement[0] allows write actions s3:* on Resource "arn:aws:s3:::*/*" without a Condition that scopes them',
+        'policy.Statement[1] allows every action but NotAction iam:* on Resource "*" without a Condition that scopes them',
+        "policy.Statement[2] allows write actions ec2:Create* on NotResource (every resource but those listed) "
+        "without a Condition that scopes them",
+    ]
+
+
+def test_iam_role_inline_policies_and_managed_policies():
+    inline = json.dumps({"Statement": [{"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["*"]}]})
+    trust = json.dumps({"Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "*"}]})
+    role = resource("aws:iam/role:Role", "app-role", {
+        "assumeRolePolicy": trust,  # a trust policy: not checked
+        "inlinePolicies": [{"name": "writer", "policy": inline}],
+        "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3FullAccess", "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy"],
+    })
+    admin = resource("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "admin",
+                     {"role": "r", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"})
+    assert found("iam-no-wildcards", [role, admin]) == [
+        ("app-role", 'inlinePolicies[0] (writer).policy.Statement[0] allows write actions s3:PutObject on Resource "*" '
+                     "without a Condition that scopes them"),
+        ("app-role", 'managedPolicyArns[0] attaches the AWS managed policy AmazonS3FullAccess, which allows every action of its service on "*"'),
+        ("admin", 'policyArn attaches the AWS managed policy AdministratorAccess, which allows every action ("Action": "*")'),
+    ]
+
+
+def test_iam_unknown_or_malformed_policy_is_skipped():
+    for policy in (UNKNOWN, "not json", None, 42):
+        assert found("iam-no-wildcards", [resource("aws:iam/policy:Policy", "p", {"policy": policy})]) == []
+
+
+@pytest.mark.parametrize(("action", "write"), [
+    ("s3:PutObject", True), ("s3:*", True), ("s3:*Object", True), ("ec2:De*", True), ("iam:PassRole", True),
+    ("dynamodb:BatchWriteItem", True), ("cognito-idp:AdminCreateUser", True), ("sts:AssumeRole", True), ("*", True),
+    ("s3:GetObject", False), ("ec2:Describe*", False), ("dynamodb:BatchGetItem", False), ("cognito-idp:AdminGetUser", False),
+    ("kms:Decrypt", False), ("s3:List*", False), ("S3:PUTOBJECT", True),
+])
+def test_write_actions(action, write):
+    assert is_write_action(action) is write
+
+
