@@ -71,6 +71,10 @@ def plan(
             settings = load_settings(policy_config, RULES)
         except PolicySettingsError as error:
             errors.print(error.render(), soft_wrap=True, markup=False)
+            if output_format is Format.json:
+                # The same envelope as every other run; nothing was planned.
+                invalid = [{"policyConfig": str(error.path), "problems": [vars(p) for p in error.problems]}]
+                _print_json([], invalid)
             raise typer.Exit(EXIT_CONFIG) from None
     planner = Planner(stacks_dir, settings)
     plans: list[StackPlan] = []
@@ -105,10 +109,16 @@ def plan(
         errors.print(f"Policy: mandatory violations in stack(s) {', '.join(policy_failed)}; see the findings "
                      "above (each with its fix) or in plan.json `findings`.", soft_wrap=True, markup=False)
     if output_format is Format.json:
-        # One shape whatever happened, so CI can read it without first checking the exit status.
-        document = {"stacks": [p.to_json() for p in plans], "invalid": failures}
-        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        _print_json([p.to_json() for p in plans], failures)
     raise typer.Exit(status)
+
+
+def _print_json(stacks: list[dict], invalid: list[dict]) -> None:
+    """The `--format json` document: one shape whatever happened, so CI can read it without first
+    checking the exit status. `invalid` holds `{"stack": ..., "problems": [...]}` per invalid stack,
+    or `{"policyConfig": <file>, "problems": [...]}` when the --policy-config file is invalid."""
+    document = {"stacks": stacks, "invalid": invalid}
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def _remove_stale_plan(out: Path, stack: str) -> None:

@@ -5,6 +5,7 @@ PART_OF = "cloudml"
 MANAGED_BY = "cloudml"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_TAINT_VALUE = "true"  # the GPU pools' taint: nvidia.com/gpu=true:NoSchedule
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 POOL_LABEL = "cloudml.io/pool"
 GPU_TYPE_LABEL = "cloudml.io/gpu-type"

@@ -3,7 +3,7 @@ lives only in `policies/__main__.py`).
 
 `policies(rules)` builds one `ResourceValidationPolicy` per `ResourceRule` and one
 `StackValidationPolicy` per `StackRule`, with the rule's name, description and level, and a
-`PolicyConfigSchema` of the PolicyConfig keys the rule reads (`config_fields`), so
+`PolicyConfigSchema` of the PolicyConfig keys the rule declares it reads (`config_keys`), so
 `pulumi preview --policy-pack policies --policy-pack-config cfg.json` can set them per policy.
 
 The adapters turn what the Pulumi engine sends into the `PlannedResource`s the rules take, the same
@@ -12,16 +12,16 @@ policy SDK's proxies and secrets unwrapped), protect, parent. A Kubernetes objec
 registers arrives as its own resource (`kubernetes:batch/v1:Job`, props = the object, apiVersion
 and kind filled in from the type token if absent), which is what the rules expect.
 
-Unknown values (during `pulumi preview`, inputs computed from resources not created yet) stay the
-protocol's sentinel strings: the SDK's proxies would raise on reading them, and the rules tell
-"unknown" from "not set" themselves (`policies.rules.cloud_common.is_unknown`); `pulumi up`
-validates each resource again once its inputs are known.
+The engine sends props as a protobuf Struct, which has no integers: every number arrives as a
+float (`maxSize: 4` as 4.0). `plain` turns whole floats back into ints, so a rule reads the same
+values as offline (where JSON keeps 4). Unknown values (during `pulumi preview`, inputs computed
+from resources not created yet) stay the protocol's sentinel strings: the SDK's proxies would raise
+on reading them, and every rule skips them (`policies.core.is_unknown`); `pulumi up` validates each
+resource again once its inputs are known.
 """
 
 from __future__ import annotations
 
-import inspect
-import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -39,8 +39,6 @@ from pulumi_policy.secret import Secret, _DictSecretsProxy, _ListSecretsProxy
 
 from policies.core import Finding, PlannedResource, PolicyConfig, ResourceRule, Rule, StackRule
 
-# PolicyConfig methods that read a field, for `config_fields`.
-_METHOD_FIELDS = {"is_production": "production_stacks", "is_dev": "dev_stacks"}
 _PROXIES = (_DictProxy, _ListProxy, _DictSecretsProxy, _ListSecretsProxy)
 
 
@@ -48,38 +46,13 @@ _PROXIES = (_DictProxy, _ListProxy, _DictSecretsProxy, _ListSecretsProxy)
 
 
 def config_fields(rule: Rule) -> tuple[str, ...]:
-    """The PolicyConfig keys (camelCase) a rule's check reads, found in the check's code and the
-    helpers it calls (same module or `policies.*`): `config.max_gpu_pool_nodes`,
-    `config.is_production(...)`."""
-    names: set[str] = set()
-    seen: set[int] = set()
-
-    def visit_function(function: Any) -> None:
-        function = inspect.unwrap(function)
-        if not isinstance(function, types.FunctionType) or id(function) in seen:
-            return
-        seen.add(id(function))
-        visit_code(function.__code__, function.__globals__, function.__module__)
-
-    def ours(module: str | None, home: str) -> bool:
-        return bool(module) and (module == home or module.startswith("policies"))
-
-    def visit_code(code: types.CodeType, globs: dict, home: str) -> None:
-        for name in code.co_names:
-            names.add(name)
-            target = globs.get(name)
-            if isinstance(target, types.FunctionType) and ours(target.__module__, home):
-                visit_function(target)
-            elif isinstance(target, types.ModuleType) and ours(target.__name__, home):
-                for attribute in code.co_names:  # module.helper(...)
-                    visit_function(getattr(target, attribute, None))
-        for const in code.co_consts:
-            if isinstance(const, types.CodeType):
-                visit_code(const, globs, home)
-
-    visit_function(rule.check)
-    used = {n for n in names if n in PolicyConfig.model_fields} | {f for m, f in _METHOD_FIELDS.items() if m in names}
-    return tuple(field.alias or name for name, field in PolicyConfig.model_fields.items() if name in used)
+    """The PolicyConfig keys (camelCase) a rule reads: its declared `config_keys`, each checked to
+    be a PolicyConfig key (a typo would silently drop the key from the pack's config schema)."""
+    known = {field.alias or name for name, field in PolicyConfig.model_fields.items()}
+    unknown = [key for key in rule.config_keys if key not in known]
+    if unknown:
+        raise ValueError(f"rule {rule.name} declares config_keys that are not PolicyConfig keys: {', '.join(unknown)}")
+    return tuple(rule.config_keys)
 
 
 def config_properties() -> dict[str, dict[str, Any]]:
@@ -113,11 +86,14 @@ def policy_config(raw: Mapping[str, Any] | None) -> PolicyConfig:
 
 def plain(value: Any) -> Any:
     """Props as plain dicts and lists: the SDK's proxies (which raise on reading an unknown value)
-    and secret wrappers unwrapped; unknown sentinels kept as they are."""
+    and secret wrappers unwrapped; whole floats as ints (4.0 -> 4: a Struct's numbers are all
+    floats); unknown sentinels kept as they are."""
     if isinstance(value, _PROXIES):
         value = value["__target"]
     if isinstance(value, Secret):
         value = value.value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, Mapping):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):

@@ -6,7 +6,7 @@ One YAML or JSON file serves both enforcement paths:
     maxGpuPoolNodes: 8
     rules:                          # per-rule enforcement, like the pack's per-policy config
       model-service-availability: mandatory
-      dev-spot-pools: disabled
+      dev-stack-uses-spot: disabled
 
 - `cloudml plan --policy-config FILE` reads it with `load_settings` (every problem at once, each with
   the key, the value and the fix).
@@ -75,6 +75,9 @@ def load_settings(path: Path, rules: Iterable[Rule]) -> PolicySettings:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise fail("(file)", f"cannot be read ({error.strerror or error})", "pass an existing YAML or JSON file") from None
+    except UnicodeDecodeError as error:
+        raise fail("(file)", f"is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start})",
+                   "save the file as UTF-8") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as error:

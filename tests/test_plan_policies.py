@@ -96,7 +96,8 @@ def _node_cap(resource: PlannedResource, config):
 FAKE_RULES = [
     ResourceRule("fake-no-baseline", "No baseline.", MANDATORY, ("kubernetes:batch/*:Job",), _no_baseline, "none"),
     StackRule("fake-stack-reference", "Careful with references.", ADVISORY, _stack_reference, "disable it"),
-    ResourceRule("fake-node-cap", "Node groups within the cap.", MANDATORY, ("aws:eks/nodeGroup:NodeGroup",), _node_cap, "raise it"),
+    ResourceRule("fake-node-cap", "Node groups within the cap.", MANDATORY, ("aws:eks/nodeGroup:NodeGroup",), _node_cap, "raise it",
+                 config_keys=("maxGpuPoolNodes",)),
 ]
 
 
@@ -236,6 +237,43 @@ def test_invalid_settings_file_is_exit_2_naming_file_key_value_and_fix(fake_rule
     assert not (tmp_path / "out").exists(), "nothing is planned with invalid settings"
 
 
+@pytest.mark.parametrize(("content", "problem"), [
+    ({"maxGpuPoolNodes": True}, "  - maxGpuPoolNodes: input should be a valid integer (got true). Fix: use a whole number: "
+                                "the largest max size a GPU node group may have."),
+    ({"maxGpuPoolNodes": "8"}, '  - maxGpuPoolNodes: input should be a valid integer (got "8"). Fix: use a whole number: '
+                               "the largest max size a GPU node group may have."),
+    ({"maxGpuPoolNodes": 8.0}, "  - maxGpuPoolNodes: input should be a valid integer (got 8.0). Fix: use a whole number: "
+                               "the largest max size a GPU node group may have."),
+    ({"teamNamespacePrefix": 7}, "  - teamNamespacePrefix: input should be a valid string (got 7). Fix: use a string "
+                                 "(quote it in YAML if it looks like a number or a boolean): namespaces of team workloads start with this."),
+])
+def test_settings_are_strictly_typed(fake_rules, tmp_path, content, problem) -> None:
+    config = settings_file(tmp_path, content, ".json")
+    code, out, err = cli("team-vision", "--stacks-dir", STACKS, "--out", tmp_path / "out", "--policy-config", config)
+    assert (code, out, err.splitlines()[1:]) == (2, "", [problem])
+
+
+def test_settings_file_that_is_not_utf8_is_exit_2_naming_the_file(fake_rules, tmp_path) -> None:
+    config = tmp_path / "policy.yaml"
+    config.write_bytes(b"maxGpuPoolNodes: 8 # caf\xe9\n")
+    code, out, err = cli("team-vision", "--stacks-dir", STACKS, "--out", tmp_path / "out", "--policy-config", config)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"policy config {config}: 1 problem:",
+        "  - (file): is not UTF-8 text (byte 0xe9 at offset 24). Fix: save the file as UTF-8"]
+
+
+def test_format_json_with_invalid_settings_prints_the_one_envelope(fake_rules, tmp_path) -> None:
+    config = settings_file(tmp_path, {"maxGpuPoolNodes": 0}, ".json")
+    code, out, err = cli("team-vision", "--stacks-dir", STACKS, "--out", tmp_path / "out", "--policy-config", config,
+                         "--format", "json")
+    assert code == 2
+    assert json.loads(out) == {"stacks": [], "invalid": [{"policyConfig": str(config), "problems": [{
+        "path": "maxGpuPoolNodes", "message": "input should be greater than or equal to 1",
+        "fix": "use 1 or more: the largest max size a GPU node group may have.", "value": "0"}]}]}
+    assert err.splitlines()[0] == f"policy config {config}: 1 problem:"
+
+
 def test_missing_settings_file_is_exit_2(fake_rules, tmp_path) -> None:
     code, _, err = cli("team-vision", "--stacks-dir", STACKS, "--out", tmp_path, "--policy-config", tmp_path / "nope.yaml")
     assert code == 2
@@ -278,6 +316,14 @@ def test_public_endpoint_stack_fails_eks_endpoint_restricted(sample_plans, tmp_p
     assert "platform-public-endpoint" in err
     plan = json.loads((tmp_path / "platform-public-endpoint/plan.json").read_text(encoding="utf-8"))
     assert new_mandatory_rules(plan["findings"], sample_plans["platform-dev"].findings) == {"eks-endpoint-restricted"}
+
+
+def test_public_endpoint_opt_out_is_the_rule_level_in_the_policy_settings(tmp_path) -> None:
+    """The reviewed opt-out of a world-open endpoint: the rule's level lowered in the settings file."""
+    config = settings_file(tmp_path, {"rules": {"eks-endpoint-restricted": "advisory"}})
+    code, out, err = cli("platform-public-endpoint", "--stacks-dir", UNSAFE, "--out", tmp_path / "out", "--policy-config", config)
+    assert code == 0, err
+    assert "[advisory] eks-endpoint-restricted:" in out
 
 
 def _with(name: str, type_: str, change):

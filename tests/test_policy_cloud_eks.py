@@ -173,3 +173,11 @@ def test_dev_stack_without_spot():
     assert found("dev-stack-uses-spot", prod) == []
 
 
+def test_a_stack_reading_a_dev_stack_is_dev():
+    reference = resource("pulumi:pulumi:StackReference", "shared", {"name": "acme/cloudml/platform-dev"}, stack="gpu-burst")
+    groups = [node_group("gpu-a", stack="gpu-burst", capacityType="ON_DEMAND")]
+    assert found("dev-stack-uses-spot", groups) == []
+    assert found("dev-stack-uses-spot", [*groups, reference]) == [("gpu-a", (
+        "no GPU node group of dev stack gpu-burst has capacityType SPOT: every dev GPU hour is billed on-demand"))]
+
+

@@ -96,3 +96,35 @@ def test_write_actions(action, write):
     assert is_write_action(action) is write
 
 
+
+
+@pytest.mark.parametrize(("action", "condition"), [
+    ("iam:*", {"StringNotEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}),  # negated: every other service
+    ("s3:*", {"Null": {"s3:prefix": "true"}}),  # the key must be absent: scopes nothing
+    ("s3:*", {"StringLike": {"aws:ResourceTag/x": "*"}}),  # "*" matches any tag value
+    ("ec2:*", {"StringEquals": {"ec2:Region": "us-west-2"}}),  # a region is not a resource scope
+    ("iam:*", {"StringEquals": {"aws:ResourceAccount": "111122223333"}}),  # the own account: everything it reaches
+    ("iam:*", {"StringEquals": {"aws:ResourceOrgID": "o-abc"}}),
+    ("ec2:*", {"Null": {"aws:ResourceTag/owner": "true"}}),  # untagged resources
+    ("ec2:*", {"ForAnyValue:StringEquals": {"aws:TagKeys": ["owner"]}}),
+    ("ec2:*", {"StringNotLike": {"aws:ResourceTag/owner": "other"}}),
+])
+def test_iam_conditions_that_do_not_scope_a_write_on_every_resource(action, condition):
+    statement = {"Effect": "Allow", "Action": action, "Resource": "*", "Condition": condition}
+    assert found("iam-no-wildcards", role_policy(statement)) == [("ca-policy", (
+        f'policy.Statement[0] allows write actions {action} on Resource "*" without a Condition that scopes them'))]
+
+
+@pytest.mark.parametrize("condition", [
+    {"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/ml-dev": "owned"}},
+    {"StringLike": {"aws:RequestTag/team": "vision-*"}},
+    {"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}},
+    {"Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": False}},
+    {"ArnEquals": {"ec2:Vpc": "arn:aws:ec2:us-west-2:111122223333:vpc/vpc-1"}},
+    {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}},
+    {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}},
+    UNKNOWN,  # a document built from outputs during preview: not judged
+])
+def test_iam_conditions_that_scope_a_write_on_every_resource(condition):
+    statement = {"Effect": "Allow", "Action": "ec2:CreateTags", "Resource": "*", "Condition": condition}
+    assert found("iam-no-wildcards", role_policy(statement, as_dict=True)) == []

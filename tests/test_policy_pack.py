@@ -64,9 +64,12 @@ def _production_jobs(resources: list[PlannedResource], config: PolicyConfig):
             yield r, Finding(f"{r.name} runs in production", "move it")
 
 
-SEEN = ResourceRule("seen", "Reports what it saw.", MANDATORY, ("kubernetes:batch/*:Job",), _seen, "none")
-CAPPED = ResourceRule("capped", "Replicas within the cap.", ADVISORY, ("aws:*",), _capped, "raise maxGpuPoolNodes")
-PRODUCTION = StackRule("production-jobs", "No Jobs in production.", MANDATORY, _production_jobs, "disable it")
+SEEN = ResourceRule("seen", "Reports what it saw.", MANDATORY, ("kubernetes:batch/*:Job",), _seen, "none",
+                    config_keys=("maxGpuPoolNodes",))
+CAPPED = ResourceRule("capped", "Replicas within the cap.", ADVISORY, ("aws:*",), _capped, "raise maxGpuPoolNodes",
+                      config_keys=("maxGpuPoolNodes",))
+PRODUCTION = StackRule("production-jobs", "No Jobs in production.", MANDATORY, _production_jobs, "disable it",
+                       config_keys=("productionStacks",))
 
 
 def options(protect: bool = False, parent: str | None = None) -> PolicyResourceOptions:
@@ -149,15 +152,30 @@ def test_stack_policy_reports_on_the_resources_urn() -> None:
     assert run(built(PRODUCTION), args) == []
 
 
-def test_config_schema_exposes_the_keys_each_rule_reads() -> None:
-    assert pack.config_fields(SEEN) == ("maxGpuPoolNodes",)  # config.max_gpu_pool_nodes in the check
-    assert pack.config_fields(CAPPED) == ("maxGpuPoolNodes",)  # through a helper function
-    assert pack.config_fields(PRODUCTION) == ("productionStacks",)  # through config.is_production(...)
+def test_config_schema_lists_exactly_the_keys_each_rule_declares() -> None:
+    assert pack.config_fields(SEEN) == ("maxGpuPoolNodes",)
+    assert pack.config_fields(PRODUCTION) == ("productionStacks",)
     schema = built(CAPPED).config_schema.properties
     assert schema == {"maxGpuPoolNodes": {"default": 16, "description": "The largest max size a GPU node group may have.",
                                           "minimum": 1, "type": "integer"}}
     none = ResourceRule("plain", "No config.", MANDATORY, ("*",), lambda r, c: iter(()), "none")
     assert built(none).config_schema is None
+
+
+def test_a_declared_config_key_that_is_not_a_policy_config_key_is_an_error() -> None:
+    typo = ResourceRule("typo", "Typo.", MANDATORY, ("*",), lambda r, c: iter(()), "none", config_keys=("maxGpuNodes",))
+    with pytest.raises(ValueError, match="^rule typo declares config_keys that are not PolicyConfig keys: maxGpuNodes$"):
+        pack.config_fields(typo)
+
+
+def test_every_real_policys_schema_is_its_rules_declared_keys() -> None:
+    declared = {rule.name: set(rule.config_keys) for rule in RULES}
+    schemas = {p.name: set(p.config_schema.properties) if p.config_schema else set() for p in pack.policies()}
+    assert schemas == declared
+    assert {name: keys for name, keys in declared.items() if keys} == {
+        "pod-security-restricted": {"teamNamespacePrefix"}, "image-pinned-from-allowed-registry": {"allowedRegistries"},
+        "team-namespace-gpu-quota": {"teamNamespacePrefix"}, "model-service-availability": {"productionStacks"},
+        "gpu-pool-max-size": {"maxGpuPoolNodes"}, "dev-stack-uses-spot": {"devStacks"}}
 
 
 # --- the real rules -----------------------------------------------------------------------------

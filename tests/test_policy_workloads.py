@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
 from policies.core import MANDATORY, PlannedResource, PolicyConfig, evaluate, kubernetes_type
 from policies.rules.workloads import RULES
@@ -155,13 +156,14 @@ def test_gpu_taint_toleration_matches_like_kubernetes(toleration, tolerated):
     assert (messages(GPU_RESOURCES, job) == []) is tolerated
 
 
+NO_GPU_POOL = (f"{POD}.nodeSelector selects no GPU pool (neither cloudml.io/gpu-type (any GPU type) or "
+               'nvidia.com/gpu.present: "true", nor a required node affinity on them)')
+
+
 def test_gpu_pod_must_select_a_gpu_pool():
     no_selector = mutate(gpu_job(), lambda o: pod(o).pop("nodeSelector"))
-    assert findings(GPU_RESOURCES, no_selector) == [(
-        f"{POD}.nodeSelector selects no GPU pool (none of cloudml.io/gpu-type, cloudml.io/pool, nvidia.com/gpu.present, "
-        "nor a required node affinity on them)",
-        "Set nodeSelector cloudml.io/gpu-type: <GPU type> (or cloudml.io/pool: <pool>).")]
-    gpu_term = {"matchExpressions": [{"key": "cloudml.io/pool", "operator": "In", "values": ["a10g"]}]}
+    assert findings(GPU_RESOURCES, no_selector) == [(NO_GPU_POOL, "Set nodeSelector cloudml.io/gpu-type: <GPU type>.")]
+    gpu_term = {"matchExpressions": [{"key": "cloudml.io/gpu-type", "operator": "In", "values": ["a10g"]}]}
     other_term = {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}
 
     def affinity(*terms):
@@ -169,7 +171,33 @@ def test_gpu_pod_must_select_a_gpu_pool():
         return mutate(no_selector, lambda o: pod(o).update(affinity={"nodeAffinity": required}))
     assert messages(GPU_RESOURCES, affinity(gpu_term)) == []
     # Terms are ORed: one without a GPU pool lets the pod land anywhere.
-    assert len(messages(GPU_RESOURCES, affinity(gpu_term, other_term))) == 1
+    assert messages(GPU_RESOURCES, affinity(gpu_term, other_term)) == [NO_GPU_POOL]
+
+
+@pytest.mark.parametrize(("selector", "selects"), [
+    ({"cloudml.io/gpu-type": "a10g"}, True),
+    ({"nvidia.com/gpu.present": "true"}, True),
+    ({"cloudml.io/pool": "system"}, False),  # a pool name alone: the system pool has one too
+    ({"cloudml.io/pool": "gpu-a10g"}, False),
+    ({"nvidia.com/gpu.present": "false"}, False),
+])
+def test_gpu_pool_selectors_must_prove_gpu_nodes(selector, selects):
+    job = mutate(gpu_job(), lambda o: pod(o).update(nodeSelector=selector))
+    assert messages(GPU_RESOURCES, job) == ([] if selects else [NO_GPU_POOL])
+
+
+@pytest.mark.parametrize(("expression", "selects"), [
+    ({"key": "cloudml.io/gpu-type", "operator": "Exists"}, True),
+    ({"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]}, True),
+    ({"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true", "false"]}, False),
+    ({"key": "nvidia.com/gpu.present", "operator": "Exists"}, False),
+    ({"key": "cloudml.io/pool", "operator": "In", "values": ["a10g"]}, False),
+    ({"key": "cloudml.io/gpu-type", "operator": "NotIn", "values": ["a10g"]}, False),
+])
+def test_gpu_pool_node_affinity_must_prove_gpu_nodes(expression, selects):
+    required = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [expression]}]}}
+    job = mutate(gpu_job(), lambda o: [pod(o).pop("nodeSelector"), pod(o).update(affinity={"nodeAffinity": required})])
+    assert messages(GPU_RESOURCES, job) == ([] if selects else [NO_GPU_POOL])
 
 
 def test_pods_without_gpus_and_gpu_pods_of_every_namespace():
@@ -247,7 +275,8 @@ def test_missing_invalid_and_unknown_images():
     assert messages(IMAGES, mutate(gpu_job(), lambda o: pod(o)["containers"][0].pop("image"))) == [f"{MAIN}.image is not set"]
     assert messages(IMAGES, mutate(gpu_job(), lambda o: pod(o)["containers"][0].update(image="tensorflow/serving:"))) == [
         f"{MAIN}.image tensorflow/serving: is not a valid image reference (invalid tag '')"]
-    assert messages(IMAGES, mutate(gpu_job(), lambda o: pod(o)["containers"][0].update(image={"unknown": True}))) == []
+    # Unknown during a preview: the protocol's sentinel (tests/test_policy_engine.py drives it through the engine).
+    assert messages(IMAGES, mutate(gpu_job(), lambda o: pod(o)["containers"][0].update(image=UNKNOWN_STRING_VALUE))) == []
 
 
 # --- load-balancer-internal ------------------------------------------------------------------
@@ -412,6 +441,24 @@ def test_production_model_service_needs_a_budget_selecting_its_pods():
     for pdb in (budget({"matchLabels": {"cloudml.io/workload": "bert"}}), budget({"matchLabels": SERVICE_SELECTOR}, "team-nlp")):
         assert findings(MODEL_SERVICE_AVAILABILITY, deployment(replicas=2), pdb, stack="team-vision-prod") == [
             (message, "Add a PodDisruptionBudget (maxUnavailable: 1) whose selector matches the Deployment's pod labels.")]
+
+
+def test_a_team_stack_on_a_production_platform_is_production():
+    """The team stack's own name says nothing (team-vision); the platform stack it reads does."""
+    def reference(name: str) -> PlannedResource:
+        return PlannedResource("pulumi:pulumi:StackReference", "vision-platform",
+                               "urn:pulumi:team-vision::cloudml::pulumi:pulumi:StackReference::vision-platform", {"name": name})
+    service = planned(deployment(replicas=1))
+    assert evaluate([MODEL_SERVICE_AVAILABILITY], [service, reference("acme/cloudml/platform-dev")]) == []
+    violations = evaluate([MODEL_SERVICE_AVAILABILITY], [service, reference("acme/cloudml/platform-prod")])
+    assert [(v.resource_name, v.message) for v in violations] == [
+        ("team-vision/resnet", "spec.replicas is 1: a production model service needs at least 2 replicas"),
+        ("team-vision/resnet", "no PodDisruptionBudget in namespace team-vision selects the pods of spec.template.metadata.labels"),
+    ]
+    # A reference of another stack (or one whose name is unknown) does not count.
+    other = PlannedResource("pulumi:pulumi:StackReference", "x", "urn:pulumi:team-nlp::cloudml::pulumi:pulumi:StackReference::x",
+                            {"name": "acme/cloudml/platform-prod"})
+    assert evaluate([MODEL_SERVICE_AVAILABILITY], [service, other, reference(UNKNOWN_STRING_VALUE)]) == []
 
 
 # --- the sample stacks ---------------------------------------------------------------------

@@ -24,6 +24,7 @@ from components.labels import (
     GPU_PRESENT_LABEL,
     GPU_RESOURCE,
     GPU_TAINT_KEY,
+    GPU_TAINT_VALUE,
     GPU_TYPE_LABEL,
     POOL_LABEL,
 )
@@ -53,7 +54,6 @@ AUTOSCALER_GPU_LABEL = "k8s.amazonaws.com/accelerator"
 _AUTOSCALER_GPU_NAMES = {"t4": "nvidia-tesla-t4", "a100": "nvidia-tesla-a100", "a10g": "nvidia-a10g"}
 
 CA_PREFIX = "k8s.io/cluster-autoscaler"
-GPU_TAINT_VALUE = "true"
 # The desired size is the Cluster Autoscaler's once the group exists (see NodePools docstring).
 DESIRED_SIZE_PATH = "scalingConfig.desiredSize"
 

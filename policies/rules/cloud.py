@@ -40,7 +40,8 @@ def check_protected(resource: PlannedResource, config: PolicyConfig) -> Iterator
             f"protect is not set on this {kind}: `pulumi destroy` or a replacing change removes it from the stack"
             f"{retained}",
             "set protectStatefulResources: true in the platform config (the resource option protect=True); for a "
-            'throwaway stack, disable this rule in the pack config: {"stateful-resources-protected": "disabled"}',
+            "throwaway stack, disable this rule: rules: {stateful-resources-protected: disabled} in the policy "
+            'settings (cloudml plan --policy-config), {"stateful-resources-protected": "disabled"} in the pack config',
         )
 
 
@@ -50,8 +51,10 @@ PROTECTED_RULE = ResourceRule(
     level=MANDATORY,
     types=tuple(STATEFUL_TYPES),
     check=check_protected,
-    opt_out='for a throwaway stack (protectStatefulResources: false), disable the rule in the pack config: '
-    '{"stateful-resources-protected": "disabled"}',
+    opt_out="for a throwaway stack (protectStatefulResources: false), disable the rule: rules: "
+    "{stateful-resources-protected: disabled} in the policy settings (cloudml plan --policy-config), or "
+    '{"stateful-resources-protected": "disabled"} in the pack config (pulumi preview --policy-pack-config)',
+    config_keys=(),
 )
 
 RULES: list[Rule] = [*S3_RULES, *EKS_RULES, *IAM_RULES, PROTECTED_RULE]

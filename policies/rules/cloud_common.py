@@ -11,37 +11,12 @@ accept all of them and never raise on a shape they do not expect.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-# The sentinels the Pulumi policy protocol puts in place of a value that is unknown during preview
-# (pulumi_policy/proxy.py, UNKNOWN_*_VALUE; the same in the Node SDK). A rule must not read them as
-# "not set": the value exists, it is just not known yet.
-UNKNOWN_SENTINELS = frozenset({
-    "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",  # boolean
-    "3eeb2bf0-c639-47a8-9e75-3b44932eb421",  # number
-    "04da6b54-80e4-46f7-96ec-b56ff0331ba9",  # string
-    "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",  # array
-    "030794c1-ac77-496b-92df-f27374a8bd58",  # asset
-    "e48ece36-62e2-4504-bad9-02848725956a",  # archive
-    "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",  # object
-})
-
-
-def is_unknown(value: Any) -> bool:
-    """True for a value Pulumi does not know yet (an output of a resource not yet created)."""
-    return isinstance(value, str) and value in UNKNOWN_SENTINELS
-
-
-def mapping(value: Any) -> Mapping[str, Any]:
-    """`value` if it is a mapping, else an empty one (missing, unknown or malformed)."""
-    return value if isinstance(value, Mapping) else {}
-
-
-def items(value: Any) -> list[Any]:
-    """The elements of a list value; [] when missing, unknown or not a list. A bare string is not a list."""
-    return list(value) if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else []
-
+# Re-exported: the unknown sentinels and the shape-tolerant readers live in policies.core, shared by
+# every rule (workload rules and pod_security included).
+from policies.core import UNKNOWN_SENTINELS, is_unknown, items, mapping, whole_number  # noqa: F401
 
 def strings(value: Any) -> list[str]:
     """An IAM-style "string or list of strings" as a list of strings (other elements dropped)."""

@@ -12,16 +12,15 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator, Mapping
 
-from policies.core import ADVISORY, MANDATORY, Finding, PlannedResource, PolicyConfig, ResourceRule, StackRule
-from policies.rules.cloud_common import is_true, is_unknown, items, mapping, quoted, strings
+from components.labels import GPU_PRESENT_LABEL, GPU_TAINT_KEY, GPU_TYPE_LABEL
+from policies.core import (
+    ADVISORY, MANDATORY, Finding, PlannedResource, PolicyConfig, ResourceRule, StackRule, environment_stacks,
+)
+from policies.rules.cloud_common import is_true, is_unknown, items, mapping, quoted, strings, whole_number
 
 CLUSTER = "aws:eks/cluster:Cluster"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
-# The same names as components/labels.py (the pack does not import the platform's code).
-GPU_TYPE_LABEL = "cloudml.io/gpu-type"
-GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
-GPU_TAINT_KEY = "nvidia.com/gpu"
 
 
 # --- eks-endpoint-restricted ----------------------------------------------------------------
@@ -121,7 +120,8 @@ def check_launch_template(resource: PlannedResource, config: PolicyConfig) -> It
 
 def is_gpu_node_group(resource: PlannedResource) -> bool:
     labels = mapping(resource.props.get("labels"))
-    if GPU_TYPE_LABEL in labels or str(labels.get(GPU_PRESENT_LABEL, "false")).lower() != "false":
+    present = labels.get(GPU_PRESENT_LABEL, "false")
+    if GPU_TYPE_LABEL in labels or (not is_unknown(present) and str(present).lower() != "false"):
         return True
     if any(mapping(t).get("key") == GPU_TAINT_KEY for t in items(resource.props.get("taints"))):
         return True
@@ -130,8 +130,8 @@ def is_gpu_node_group(resource: PlannedResource) -> bool:
 
 
 def _size(resource: PlannedResource, field: str) -> int | None:
-    value = mapping(resource.props.get("scalingConfig")).get(field)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A size as an int (also when a preview's Struct sends it as 4.0); None when unknown or unset."""
+    return whole_number(mapping(resource.props.get("scalingConfig")).get(field))
 
 
 def check_gpu_max_size(resource: PlannedResource, config: PolicyConfig) -> Iterator[Finding]:
@@ -153,7 +153,7 @@ def check_gpu_min_size(resource: PlannedResource, config: PolicyConfig) -> Itera
 def check_dev_spot(resources: list[PlannedResource], config: PolicyConfig) -> Iterator[tuple[PlannedResource, Finding]]:
     groups: dict[str, list[PlannedResource]] = {}
     for r in resources:
-        if r.type == NODE_GROUP and config.is_dev(r.stack) and is_gpu_node_group(r):
+        if r.type == NODE_GROUP and is_gpu_node_group(r) and config.is_dev(*environment_stacks(resources, r.stack)):
             groups.setdefault(r.stack, []).append(r)
     for stack, gpu_groups in groups.items():
         capacity = [g.props.get("capacityType") for g in gpu_groups]
@@ -170,40 +170,50 @@ EKS_RULES = [
         name="eks-endpoint-restricted",
         description="The EKS API endpoint is private, or public only to listed CIDRs, none of them 0.0.0.0/0.",
         level=MANDATORY, types=(CLUSTER,), check=check_endpoint,
-        opt_out="none: mandatory (list the CIDRs that need the API in publicAccessCidrs)",
+        opt_out="none: mandatory (list the CIDRs that need the API in publicAccessCidrs). A stack whose contract opts "
+        "into a world-open endpoint (endpoint.allowPublicInternet) must also set rules: {eks-endpoint-restricted: "
+        "advisory} (or disabled) in its policy settings: that is the explicit, reviewed opt-out",
+        config_keys=(),
     ),
     ResourceRule(
         name="eks-secrets-encrypted",
         description="The EKS cluster envelope-encrypts Kubernetes Secrets with a KMS key (encryptionConfig).",
         level=MANDATORY, types=(CLUSTER,), check=check_secrets, opt_out="none: mandatory",
+        config_keys=(),
     ),
     ResourceRule(
         name="eks-audit-logs",
         description='The EKS cluster sends its "audit" control-plane log to CloudWatch Logs.',
         level=MANDATORY, types=(CLUSTER,), check=check_audit, opt_out="none: mandatory",
+        config_keys=(),
     ),
     ResourceRule(
         name="launch-template-imdsv2",
         description="Launch templates require IMDSv2 (metadataOptions.httpTokens required) and give no network "
         "interface a public IP address.",
         level=MANDATORY, types=(LAUNCH_TEMPLATE,), check=check_launch_template, opt_out="none: mandatory",
+        config_keys=(),
     ),
     ResourceRule(
         name="gpu-pool-max-size",
         description="A GPU node group's scalingConfig.maxSize is at most the pack's maxGpuPoolNodes.",
         level=MANDATORY, types=(NODE_GROUP,), check=check_gpu_max_size,
         opt_out="raise maxGpuPoolNodes in the pack config",
+        config_keys=("maxGpuPoolNodes",),
     ),
     ResourceRule(
         name="gpu-pool-scales-to-zero",
         description="A GPU node group's scalingConfig.minSize is 0, so idle GPU nodes are removed.",
         level=ADVISORY, types=(NODE_GROUP,), check=check_gpu_min_size,
         opt_out="advisory: a pool that must stay warm keeps min > 0; the finding is a reminder of its cost",
+        config_keys=(),
     ),
     StackRule(
         name="dev-stack-uses-spot",
-        description="A dev stack (devStacks patterns) has at least one GPU node group with capacityType SPOT.",
+        description="A dev stack (devStacks patterns, on its own name or a stack it reads by StackReference) has at "
+        "least one GPU node group with capacityType SPOT.",
         level=ADVISORY, check=check_dev_spot,
         opt_out="advisory; set devStacks in the pack config to choose which stacks count as dev",
+        config_keys=("devStacks",),
     ),
 ]

@@ -49,10 +49,19 @@ WRITE_VERBS = (
 )
 _WRITE = tuple(v.lower() for v in WRITE_VERBS)
 LOOKED_THROUGH = ("batch", "admin")
-# Global condition keys that limit which resources a statement reaches; every service-specific key
-# (`ec2:Vpc`, `iam:AWSServiceName`, `kms:ViaService`, `s3:prefix`, ...) does too.
-SCOPING_GLOBAL_KEYS = ("aws:resourcetag/", "aws:requesttag/", "aws:resourceaccount", "aws:resourceorgid",
-                       "aws:resourceorgpaths")
+# A Condition scopes a write on "*" only when it requires a value of a key that ties the request to
+# resources the principal is meant to touch: a resource or request tag (how the add-ons mark what
+# they own), or one of a few service keys the platform's own policies need (the Load Balancer
+# Controller's ec2:Vpc and ec2:CreateAction, iam:AWSServiceName for a service-linked role). Other
+# keys do not: aws:ResourceAccount is the principal's own account (every resource it can reach),
+# and arbitrary service keys (iam:PassedToService, ec2:Region, s3:prefix) limit something else.
+SCOPING_KEY_PREFIXES = ("aws:resourcetag/", "aws:requesttag/")
+SCOPING_KEYS = ("ec2:vpc", "ec2:createaction", "iam:awsservicename")
+# Operators that require the key to hold a value: they fail when it is absent. Negated operators
+# (StringNotEquals, ...) hold for every other value; `...IfExists`, `ForAllValues:` and
+# `ForAnyValue:` variants are left out (the first two hold when the key is absent). Null counts
+# only with "false" (the key must be present: a tagged resource).
+SCOPING_OPERATORS = ("StringEquals", "StringLike", "ArnEquals", "ArnLike")
 # AWS managed policies that grant wildcards: AdministratorAccess is `"Action": "*"`, PowerUserAccess
 # an Allow with NotAction on `*`, and the `<Service>FullAccess` policies `<service>:*` on `*`.
 _MANAGED_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/(?:[\w+=,.@-]+/)*([\w+=,.@-]+)$")
@@ -73,15 +82,26 @@ def is_write_action(action: str) -> bool:
 
 
 def scoping_condition(condition: Any) -> bool:
-    """Whether a Condition limits the resources or requests a statement applies to: a key on a
-    resource or request tag, the resource's account or organization, or any service-specific key.
-    `...IfExists` and `ForAllValues:` operators do not count: they hold when the key is absent."""
+    """Whether a Condition limits the resources a statement applies to: a positive operator
+    (SCOPING_OPERATORS, or Null "false") on a resource/request tag key or a SCOPING_KEYS key, with a
+    value that is not "*" (StringLike "*" matches anything). An unknown Condition or value (a preview
+    of a document built from other outputs) is not judged: it counts as scoping."""
+    if is_unknown(condition):
+        return True
     for operator, block in mapping(condition).items():
-        if operator.endswith("IfExists") or operator.startswith("ForAllValues:"):
+        if operator not in (*SCOPING_OPERATORS, "Null"):
             continue
-        for key in mapping(block):
+        for key, value in mapping(block).items():
             key = key.lower()
-            if not key.startswith("aws:") or key.startswith(SCOPING_GLOBAL_KEYS):
+            if not (key.startswith(SCOPING_KEY_PREFIXES) or key in SCOPING_KEYS):
+                continue
+            # IAM compares strings; a JSON boolean (Null: {key: false}) means its string form.
+            values = [str(v).lower() if isinstance(v, bool) else v for v in (items(value) or [value])]
+            values = [v for v in values if isinstance(v, str)]
+            if operator == "Null":
+                if values and all(is_unknown(v) or v.lower() == "false" for v in values):
+                    return True
+            elif values and all(is_unknown(v) or v.strip("*") for v in values):
                 return True
     return False
 
@@ -123,7 +143,7 @@ def statement_findings(document: Mapping[str, Any], field: str) -> Iterator[Find
         yield Finding(
             f"{where} allows {granted} on {reach} without a Condition that scopes them",
             "name the resources (ARNs) the write actions apply to, or add a Condition that scopes them "
-            "(aws:ResourceTag/..., aws:RequestTag/... or a service condition key such as ec2:Vpc)",
+            '(StringEquals or Null "false" on aws:ResourceTag/..., aws:RequestTag/..., or ec2:Vpc)',
         )
 
 
@@ -167,11 +187,12 @@ IAM_RULES = [
     ResourceRule(
         name="iam-no-wildcards",
         description='No IAM policy allows "Action": "*", nor write actions on "Resource": "*" unless a Condition '
-        "scopes them (a resource/request tag, the resource account, or a service condition key).",
+        "scopes them (a resource/request tag, or ec2:Vpc, ec2:CreateAction, iam:AWSServiceName).",
         level=MANDATORY,
         types=(*POLICY_TYPES, ROLE, *ATTACHMENT_TYPES),
         check=check_iam,
-        opt_out='none: mandatory (scope a write on "*" with a Condition on aws:ResourceTag/aws:RequestTag '
-        "or a service condition key)",
+        opt_out='none: mandatory (scope a write on "*" with StringEquals/StringLike/ArnEquals/ArnLike, or Null '
+        '"false", on aws:ResourceTag/..., aws:RequestTag/..., ec2:Vpc, ec2:CreateAction or iam:AWSServiceName)',
+        config_keys=(),
     ),
 ]

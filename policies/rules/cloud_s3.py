@@ -239,6 +239,7 @@ S3_RULES = [
         level=MANDATORY,
         check=check_public_access,
         opt_out="none: mandatory (serve public content through CloudFront with origin access control instead)",
+        config_keys=(),
     ),
     StackRule(
         name="s3-bucket-kms-encrypted",
@@ -246,6 +247,7 @@ S3_RULES = [
         level=MANDATORY,
         check=check_kms,
         opt_out="none: mandatory",
+        config_keys=(),
     ),
     StackRule(
         name="s3-bucket-tls-only",
@@ -254,5 +256,6 @@ S3_RULES = [
         level=MANDATORY,
         check=check_tls,
         opt_out="none: mandatory",
+        config_keys=(),
     ),
 ]

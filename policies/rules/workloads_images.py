@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from policies.core import MANDATORY, Finding, PlannedResource, PolicyConfig, ResourceRule, containers
-from policies.rules.workloads_pods import POD_TYPES, as_dict, container_at, pods
+from policies.core import MANDATORY, Finding, PlannedResource, PolicyConfig, ResourceRule, containers, is_unknown, mapping
+from policies.rules.workloads_pods import POD_TYPES, container_at, pods
 
 DOCKER_HUB = "docker.io"
 # Other names of Docker Hub, which Docker normalizes to docker.io.
@@ -93,12 +93,12 @@ def check_images(resource: PlannedResource, config: PolicyConfig) -> Iterator[Fi
     for path, spec in pods(resource.props):
         for where, container in containers(spec):
             at = f"{container_at(path, where, container)}.image"
-            image = as_dict(container).get("image")
+            image = mapping(container).get("image")
             if image is None or image == "":
                 yield Finding(f"{at} is not set", "Set an image from an allowed registry, pinned to a version tag or digest.")
                 continue
-            if not isinstance(image, str):
-                continue  # not known before the update (another resource's output): nothing to check
+            if not isinstance(image, str) or is_unknown(image):
+                continue  # not known before the update (another resource's output): pulumi up checks it
             try:
                 ref = parse_image(image)
             except ValueError as error:
@@ -127,4 +127,5 @@ IMAGE_PINNED_FROM_ALLOWED_REGISTRY = ResourceRule(
     check=check_images,
     opt_out="add the registry (host pattern, or host/namespace) to allowedRegistries in the pack config; "
     "pinning cannot be turned off.",
+    config_keys=("allowedRegistries",),
 )

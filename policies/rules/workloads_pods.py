@@ -8,12 +8,13 @@ templates of an object with their labels, and a label selector matcher.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from components.labels import GPU_PRESENT_LABEL, GPU_RESOURCE, GPU_TAINT_KEY, GPU_TYPE_LABEL, POOL_LABEL
+from components.labels import GPU_PRESENT_LABEL, GPU_RESOURCE, GPU_TAINT_KEY, GPU_TAINT_VALUE, GPU_TYPE_LABEL
 from policies.core import (
-    ADVISORY, MANDATORY, Finding, PlannedResource, PolicyConfig, ResourceRule, containers, pod_specs,
+    ADVISORY, MANDATORY, Finding, PlannedResource, PolicyConfig, ResourceRule, containers, is_unknown, items, mapping,
+    pod_specs, whole_number,
 )
 from policies.pod_security import restricted_violations
 
@@ -23,11 +24,11 @@ POD_TYPES = (
     "kubernetes:apps/*:Deployment", "kubernetes:apps/*:StatefulSet", "kubernetes:apps/*:DaemonSet",
     "kubernetes:apps/*:ReplicaSet", "kubernetes:jobset.x-k8s.io/*:JobSet",
 )
-# The value the node pools give the GPU taint (components/platform/node_pools.py GPU_TAINT_VALUE).
-GPU_TAINT_VALUE = "true"
 GPU_TAINT_EFFECT = "NoSchedule"
-# Node labels only GPU pools carry (or that name one pool): selecting on one keeps a GPU pod on GPU nodes.
-GPU_POOL_LABELS = (GPU_TYPE_LABEL, POOL_LABEL, GPU_PRESENT_LABEL)
+# What proves a pod lands on GPU nodes: the node label only GPU pools carry (any value: the GPU
+# type), or the NVIDIA label with the value "true". A pool name alone (cloudml.io/pool) does not:
+# every pool has one, the system pool too, and nothing in the pod says which names are GPU pools.
+GPU_POOL_SELECTORS = f"{GPU_TYPE_LABEL} (any GPU type) or {GPU_PRESENT_LABEL}: \"true\""
 COMPONENT_LABEL = "app.kubernetes.io/component"
 DEV_ENVIRONMENT = "devEnvironment"
 # What components/workloads/dev_environment.py renders: Jupyter's idle shutdown flag, and the env
@@ -39,44 +40,31 @@ _IDLE_FLAG_RE = re.compile(re.escape(JUPYTER_IDLE_FLAG) + r"(?:=|\s+)(-?\d+)")
 _FIX_VERBS = ("set ", "remove", "drop ", "add ", "use ")
 
 
-def as_dict(value: Any) -> Mapping[str, Any]:
-    """A mapping, or {} for anything else (absent, unknown in a preview, or malformed)."""
-    return value if isinstance(value, Mapping) else {}
-
-
-def as_list(value: Any) -> list:
-    """A list, or [] for anything else. (pulumi_policy hands lists over as Sequence proxies.)"""
-    return list(value) if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else []
-
-
 def lookup(obj: Any, path: str) -> Any:
     """The value at a field path such as `spec.replicatedJobs[0].template.metadata` (None if absent)."""
     for part in path.split("."):
         name, _, index = part.partition("[")
-        obj = as_dict(obj).get(name)
+        obj = mapping(obj).get(name)
         if index:
-            items = as_list(obj)
+            elements = items(obj)
             i = int(index.rstrip("]"))
-            obj = items[i] if i < len(items) else None
+            obj = elements[i] if i < len(elements) else None
     return obj
 
 
 def metadata(obj: Any) -> Mapping[str, Any]:
-    return as_dict(as_dict(obj).get("metadata"))
+    return mapping(mapping(obj).get("metadata"))
 
 
 def name_in(obj: Any, field: str) -> str:
     """metadata.<field> (name, namespace) when it is a string, else "" (absent or unknown)."""
     value = metadata(obj).get(field)
-    return value if isinstance(value, str) else ""
+    return value if isinstance(value, str) and not is_unknown(value) else ""
 
 
 def pods(obj: Any) -> list[tuple[str, Mapping[str, Any]]]:
-    """policies.core.pod_specs, tolerating malformed objects (a string where a mapping belongs)."""
-    try:
-        return [(path, as_dict(spec)) for path, spec in pod_specs(as_dict(obj))]
-    except (AttributeError, TypeError):
-        return []
+    """policies.core.pod_specs of an object (unknown or malformed pod specs left out)."""
+    return pod_specs(mapping(obj))
 
 
 def pod_templates(obj: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
@@ -85,7 +73,7 @@ def pod_templates(obj: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], 
     for path, spec in pods(obj):
         # A template's metadata sits beside its spec; a Pod's is the object's own.
         meta_path = "metadata" if path == "spec" else path[: -len(".spec")] + ".metadata"
-        out.append((path, as_dict(as_dict(lookup(obj, meta_path)).get("labels")), spec))
+        out.append((path, mapping(mapping(lookup(obj, meta_path)).get("labels")), spec))
     return out
 
 
@@ -94,12 +82,12 @@ def selector_matches(selector: Any, labels: Mapping[str, Any]) -> bool:
     selector selects everything, an absent one nothing."""
     if not isinstance(selector, Mapping):
         return False
-    for key, value in as_dict(selector.get("matchLabels")).items():
+    for key, value in mapping(selector.get("matchLabels")).items():
         if labels.get(key) != value:
             return False
-    for expr in as_list(selector.get("matchExpressions")):
-        expr = as_dict(expr)
-        key, operator, values = expr.get("key"), expr.get("operator"), as_list(expr.get("values"))
+    for expr in items(selector.get("matchExpressions")):
+        expr = mapping(expr)
+        key, operator, values = expr.get("key"), expr.get("operator"), items(expr.get("values"))
         present = key in labels
         ok = {
             "In": present and labels.get(key) in values,
@@ -114,7 +102,7 @@ def selector_matches(selector: Any, labels: Mapping[str, Any]) -> bool:
 
 def container_at(path: str, where: str, container: Mapping[str, Any]) -> str:
     """`<pod path>.containers[0] (main)`: the field path of a container, with its name."""
-    return f"{path}.{where} ({as_dict(container).get('name', '?')})"
+    return f"{path}.{where} ({mapping(container).get('name', '?')})"
 
 
 # --- pod-security-restricted --------------------------------------------------------------------
@@ -128,7 +116,7 @@ def _split_fix(message: str) -> tuple[str, str]:
 
 
 def check_pod_security(resource: PlannedResource, config: PolicyConfig) -> Iterator[Finding]:
-    obj = as_dict(resource.props)
+    obj = mapping(resource.props)
     if not name_in(obj, "namespace").startswith(config.team_namespace_prefix):
         return
     for path, spec in pods(obj):
@@ -152,6 +140,7 @@ POD_SECURITY_RESTRICTED = ResourceRule(
     check=check_pod_security,
     opt_out="none: mandatory (team namespaces also enforce restricted at admission); "
     "objects outside namespaces starting with teamNamespacePrefix are not checked.",
+    config_keys=("teamNamespacePrefix",),
 )
 
 
@@ -159,16 +148,19 @@ POD_SECURITY_RESTRICTED = ResourceRule(
 
 
 def _gpu_count(value: Any) -> Any:
-    """A GPU quantity as written (`1`, "1"), normalized for comparison; None when absent."""
+    """A GPU quantity as written (`1`, "1", 1.0 from a preview's Struct), normalized for comparison;
+    None when absent."""
     if value is None:
         return None
+    if (number := whole_number(value)) is not None:
+        return number
     text = str(value).strip()
     return int(text) if text.isdigit() else text
 
 
 def _tolerates_gpu_taint(toleration: Any) -> bool:
     # Kubernetes' matching: an empty key with Exists tolerates every taint; an empty effect every effect.
-    t = as_dict(toleration)
+    t = mapping(toleration)
     key, operator, effect = t.get("key") or "", t.get("operator") or "Equal", t.get("effect") or ""
     if effect not in ("", GPU_TAINT_EFFECT):
         return False
@@ -177,15 +169,32 @@ def _tolerates_gpu_taint(toleration: Any) -> bool:
     return key == GPU_TAINT_KEY and str(t.get("value") or "") == GPU_TAINT_VALUE
 
 
-def _selects_gpu_pool(spec: Mapping[str, Any]) -> bool:
-    if any(label in as_dict(spec.get("nodeSelector")) for label in GPU_POOL_LABELS):
+def _gpu_requirement(key: Any, operator: Any, values: list) -> bool:
+    """Whether a node requirement keeps a pod on GPU nodes (see GPU_POOL_SELECTORS)."""
+    if key == GPU_TYPE_LABEL:
+        return operator == "Exists" or (operator == "In" and bool(values))
+    if key == GPU_PRESENT_LABEL:
+        return operator == "In" and bool(values) and all(v == "true" for v in values)
+    return False
+
+
+def _selects_gpu_pool(spec: Mapping[str, Any]) -> bool | None:
+    """True when the pod selects GPU nodes, False when it does not, None when that is unknown."""
+    selector = spec.get("nodeSelector")
+    if is_unknown(selector) or any(is_unknown(v) for v in mapping(selector).values()):
+        return None
+    selector = mapping(selector)
+    if GPU_TYPE_LABEL in selector or selector.get(GPU_PRESENT_LABEL) == "true":
         return True
-    required = as_dict(lookup(spec, "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"))
-    terms = as_list(required.get("nodeSelectorTerms"))
+    affinity = spec.get("affinity")
+    required = lookup(spec, "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution")
+    if is_unknown(affinity) or is_unknown(required):
+        return None
+    terms = items(mapping(required).get("nodeSelectorTerms"))
     # Terms are ORed: every one of them must keep the pod on a GPU pool.
     return bool(terms) and all(
-        any(as_dict(e).get("key") in GPU_POOL_LABELS and as_dict(e).get("operator") in ("In", "Exists")
-            for e in as_list(as_dict(term).get("matchExpressions")))
+        any(_gpu_requirement(mapping(e).get("key"), mapping(e).get("operator"), items(mapping(e).get("values")))
+            for e in items(mapping(term).get("matchExpressions")))
         for term in terms
     )
 
@@ -194,9 +203,13 @@ def check_gpu_resources(resource: PlannedResource, config: PolicyConfig) -> Iter
     for path, spec in pods(resource.props):
         uses_gpus = False
         for where, container in containers(spec):
-            resources = as_dict(as_dict(container).get("resources"))
-            request = _gpu_count(as_dict(resources.get("requests")).get(GPU_RESOURCE))
-            limit = _gpu_count(as_dict(resources.get("limits")).get(GPU_RESOURCE))
+            resources = container.get("resources")
+            requests, limits = mapping(resources).get("requests"), mapping(resources).get("limits")
+            request, limit = mapping(requests).get(GPU_RESOURCE), mapping(limits).get(GPU_RESOURCE)
+            if any(is_unknown(v) for v in (resources, requests, limits, request, limit)):
+                uses_gpus = uses_gpus or is_unknown(request) or is_unknown(limit)
+                continue  # not known before the update: pulumi up checks it again
+            request, limit = _gpu_count(request), _gpu_count(limit)
             if request in (None, 0) and limit in (None, 0):
                 continue
             uses_gpus = True
@@ -209,13 +222,14 @@ def check_gpu_resources(resource: PlannedResource, config: PolicyConfig) -> Iter
                               f"Set requests and limits {GPU_RESOURCE} to the same count.")
         if not uses_gpus:
             continue
-        if not any(_tolerates_gpu_taint(t) for t in as_list(spec.get("tolerations"))):
+        tolerations = spec.get("tolerations")
+        if not is_unknown(tolerations) and not any(is_unknown(t) or _tolerates_gpu_taint(t) for t in items(tolerations)):
             yield Finding(f"{path}.tolerations does not tolerate the GPU taint {GPU_TAINT_KEY}={GPU_TAINT_VALUE}:{GPU_TAINT_EFFECT}",
                           f"Add the toleration {{key: {GPU_TAINT_KEY}, operator: Exists, effect: {GPU_TAINT_EFFECT}}}.")
-        if not _selects_gpu_pool(spec):
-            yield Finding(f"{path}.nodeSelector selects no GPU pool (none of {', '.join(GPU_POOL_LABELS)}, "
+        if _selects_gpu_pool(spec) is False:
+            yield Finding(f"{path}.nodeSelector selects no GPU pool (neither {GPU_POOL_SELECTORS}, "
                           "nor a required node affinity on them)",
-                          f"Set nodeSelector {GPU_TYPE_LABEL}: <GPU type> (or {POOL_LABEL}: <pool>).")
+                          f"Set nodeSelector {GPU_TYPE_LABEL}: <GPU type>.")
 
 
 GPU_RESOURCES = ResourceRule(
@@ -226,29 +240,37 @@ GPU_RESOURCES = ResourceRule(
     types=POD_TYPES,
     check=check_gpu_resources,
     opt_out="none: mandatory, in every namespace (a GPU pod without them is rejected or never scheduled).",
+    config_keys=(),
 )
 
 
 # --- dev-environment-idle-culling --------------------------------------------------------------
 
 
-def _idle_timeouts(container: Mapping[str, Any]) -> list[int]:
+def _idle_timeouts(container: Mapping[str, Any]) -> list[int] | None:
     """The idle timeouts a container sets: Jupyter's flag in its command/args (also inside a shell
-    script) and CLOUDML_IDLE_TIMEOUT."""
-    words = [w for w in as_list(container.get("command")) + as_list(container.get("args")) if isinstance(w, str)]
+    script) and CLOUDML_IDLE_TIMEOUT; None when its command, args or env is unknown."""
+    fields = [container.get("command"), container.get("args"), container.get("env")]
+    fields += [mapping(e).get(k) for e in items(container.get("env")) for k in ("name", "value")]
+    if any(is_unknown(v) for f in fields for v in [f, *items(f)]):
+        return None
+    words = [w for w in items(container.get("command")) + items(container.get("args")) if isinstance(w, str)]
     found = [int(m) for w in words for m in _IDLE_FLAG_RE.findall(w)]
-    for env in as_list(container.get("env")):
-        value = as_dict(env).get("value") if as_dict(env).get("name") == IDLE_TIMEOUT_ENV else None
+    for env in items(container.get("env")):
+        value = mapping(env).get("value") if mapping(env).get("name") == IDLE_TIMEOUT_ENV else None
         if isinstance(value, (str, int)) and str(value).strip().lstrip("-").isdigit():
             found.append(int(str(value).strip()))
     return found
 
 
 def check_idle_culling(resource: PlannedResource, config: PolicyConfig) -> Iterator[Finding]:
-    for path, labels, spec in pod_templates(as_dict(resource.props)):
+    for path, labels, spec in pod_templates(mapping(resource.props)):
         if labels.get(COMPONENT_LABEL) != DEV_ENVIRONMENT:
             continue
-        timeouts = [t for _, c in containers(spec) for t in _idle_timeouts(as_dict(c))]
+        found = [_idle_timeouts(c) for _, c in containers(spec)]
+        if None in found or is_unknown(spec.get("containers")):
+            continue  # not known before the update: pulumi up checks it again
+        timeouts = [t for ts in found for t in ts or []]
         if any(t > 0 for t in timeouts):
             continue
         detail = "sets it to 0 or less, which never stops" if timeouts else "sets neither"
@@ -267,4 +289,5 @@ DEV_ENVIRONMENT_IDLE_CULLING = ResourceRule(
     types=POD_TYPES,
     check=check_idle_culling,
     opt_out="advisory: set idleTimeout on the devEnvironment workload; the finding does not fail a plan.",
+    config_keys=(),
 )
