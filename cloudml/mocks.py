@@ -112,6 +112,9 @@ class CloudMocks(pulumi.runtime.Mocks):
                 "platformVersion": "eks.1",
                 "vpcConfig": {**(state.get("vpcConfig") or {}), "clusterSecurityGroupId": f"sg-{_digest(typ, name)}"},
             })
+        elif typ == "aws:sns/topic:Topic":
+            # SNS ARNs name the topic right after the account (no resource-type part).
+            state["arn"] = f"arn:aws:sns:{self.region}:{ACCOUNT_ID}:{physical}"
         elif typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
             state["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{str(state.get('url', '')).removeprefix('https://')}"
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":

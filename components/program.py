@@ -50,6 +50,8 @@ def run() -> None:
         pulumi.export("buckets", platform.buckets)
         pulumi.export("sharedStorageClass", platform.shared_storage_class)
         pulumi.export("loadBalancing", platform.load_balancing)
+        # Team stacks' KEDA ScaledObjects query this Prometheus (platform_view.OUTPUT_PROMETHEUS_URL).
+        pulumi.export(pv.OUTPUT_PROMETHEUS_URL, platform.prometheus_url)
     else:
         spec = load_team(raw)
         team = Team(spec.name, spec)

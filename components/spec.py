@@ -279,6 +279,12 @@ class MonitoringSpec(Model):
     retention_days: StrictInt = Field(15, ge=1, le=365, description="Prometheus retention in days.")
     volume_size_gib: StrictInt = Field(100, ge=10, le=16000, description="Prometheus gp3 volume in GiB.")
     slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook (store with `pulumi config set --secret`).")
+    gpu_temperature_celsius: StrictInt = Field(
+        85, ge=60, le=110, description="Alert when a GPU stays at or above this temperature (C).")
+    gpu_idle_utilization_percent: StrictInt = Field(
+        5, ge=1, le=50, description="A GPU allocated to a pod counts as idle below this utilization (%).")
+    gpu_idle_window: Duration = Field(
+        7200, ge=900, le=7 * 86400, description="Alert when an allocated GPU has been idle this long (default 2h, at least 15m).")
 
 
 class TenantSpec(Model):

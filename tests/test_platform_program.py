@@ -26,11 +26,11 @@ def plan_platform(tmp_path, mutate) -> object:
     return Planner(tmp_path).plan("platform-dev")
 
 
-COMPONENTS = ["network", "cluster", "nodes", "cluster-addons", "storage", "addons", "tenancy"]
+COMPONENTS = ["network", "cluster", "nodes", "cluster-addons", "storage", "addons", "tenancy", "monitoring"]
 
 
 def test_platform_is_made_of_these_components(sample_plans):
-    """Platform's direct children are exactly its seven components (each tested in its own file)."""
+    """Platform's direct children are exactly its eight components (each tested in its own file)."""
     resources = sample_plans["platform-dev"].resources
     platform = next(r for r in resources if r["name"] == "ml-dev")
     direct = sorted(r["name"] for r in resources if r["parent"] == platform["urn"])
@@ -51,8 +51,9 @@ def test_resource_counts_by_type(sample_plans):
     assert counts["aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"] == 4
     assert counts["aws:s3/bucketPolicy:BucketPolicy"] == 4
     assert counts["aws:eks/addon:Addon"] == 6            # vpc-cni, kube-proxy, coredns, ebs, efs, s3 csi
-    assert counts["kubernetes:helm.sh/v3:Release"] == 6  # device plugin, CA, metrics-server, KEDA, JobSet, LBC
-    assert counts["cloudml:platform:ServiceAccountRole"] == 8
+    # device plugin, CA, metrics-server, KEDA, JobSet, LBC, kube-prometheus-stack, dcgm-exporter
+    assert counts["kubernetes:helm.sh/v3:Release"] == 8
+    assert counts["cloudml:platform:ServiceAccountRole"] == 9  # ... and Alertmanager's (sns:Publish)
     assert counts["aws:efs/fileSystem:FileSystem"] == 1
     assert "aws:fsx/lustreFileSystem:LustreFileSystem" not in counts  # lustre.enabled: false
 
@@ -76,7 +77,8 @@ def test_component_type_tokens(sample_plans):
     """Components use cloudml:<module>:<Component> tokens."""
     components = {r["type"] for r in sample_plans["platform-dev"].resources if not r["custom"] and "ConfigGroup" not in r["type"]}
     assert components == {f"cloudml:platform:{c}" for c in (
-        "Platform", "Network", "Cluster", "ClusterAddons", "NodePools", "Storage", "Addons", "Tenancy", "ServiceAccountRole")}
+        "Platform", "Network", "Cluster", "ClusterAddons", "NodePools", "Storage", "Addons", "Tenancy", "ServiceAccountRole",
+        "Monitoring")}
 
 
 def test_stateful_resources_are_protected_and_retained(sample_plans):
@@ -263,11 +265,9 @@ def test_kubeconfig_authenticates_with_aws_eks_get_token(sample_plans):
     assert config["clusters"][0]["cluster"]["server"].startswith("https://")
 
 
-def test_not_yet_deployed_sections_warn(sample_plans):
-    """Contract sections this version does not deploy are never silently ignored: the plan warns (only monitoring left)."""
-    assert sample_plans["platform-dev"].warnings == [
-        "cloudml:platform.monitoring is validated but not deployed by this version of cloudml (the monitoring stack and alert routing)"
-    ]
+def test_every_contract_section_is_deployed_so_the_sample_plans_without_warnings(sample_plans):
+    """Monitoring was the last section validated but not deployed: nothing is left to warn about."""
+    assert sample_plans["platform-dev"].warnings == []
 
 
 def test_admin_entries_are_named_by_principal_not_position(tmp_path):

@@ -491,5 +491,7 @@ def test_sample_dev_environments_and_model_services_are_checked(sample_plans):
     never = mutate(dict(dev[0].props), lambda o: [c.update(command=["jupyter", "lab"], args=[], env=[]) for c in pod(o)["containers"]])
     assert messages(DEV_ENVIRONMENT_IDLE_CULLING, never) == [IDLE_MESSAGE.format("sets neither")]
     services = [r for r in resources if r.type == "kubernetes:apps/v1:Deployment" and r.name == "team-vision/resnet"]
-    assert len(services) == 1
-    assert len(evaluate([MODEL_SERVICE_AVAILABILITY], services, PolicyConfig(production_stacks=["*"]))) == 1  # no PDB given
+    scalers = [r for r in resources if r.type.endswith(":ScaledObject") and r.name == "team-vision/resnet"]
+    assert len(services) == 1 and len(scalers) == 1  # autoscaled: its ScaledObject's minReplicaCount counts
+    # Without the PodDisruptionBudget the sample has, exactly that one finding remains.
+    assert len(evaluate([MODEL_SERVICE_AVAILABILITY], services + scalers, PolicyConfig(production_stacks=["*"]))) == 1

@@ -101,7 +101,8 @@ def test_team_outputs(sample_plans):
 
 def _platform_outputs(teams: dict, pools: dict) -> tuple[dict, list[str]]:
     return ({"clusterName": "ml-dev", "kubeconfig": "{}", "teams": teams, "gpuPools": pools, "buckets": BUCKETS,
-             "loadBalancing": {"allowInternetFacing": False}, "sharedStorageClass": "cloudml-shared"}, ["kubeconfig"])
+             "loadBalancing": {"allowInternetFacing": False}, "sharedStorageClass": "cloudml-shared",
+             "prometheusUrl": "http://prometheus.monitoring.svc:9090"}, ["kubeconfig"])
 
 
 BUCKETS = {"datasets": "d-1", "models": "m-1", "checkpoints": "c-1", "logs": "l-1"}

@@ -8,6 +8,7 @@ from pydantic.alias_generators import to_camel
 from components.platform.addons import Addons
 from components.platform.cluster import Cluster
 from components.platform.cluster_addons import ClusterAddons
+from components.platform.monitoring import Monitoring
 from components.platform.network import Network
 from components.platform.node_pools import NodePools
 from components.platform.storage import Storage, volume_quota_problems
@@ -40,11 +41,13 @@ class Platform(pulumi.ComponentResource):
     """Creates `<name>-network`, `<name>-cluster` (control plane, OIDC, vpc-cni, kube-proxy),
     `<name>-nodes` (launch templates, node groups, autoscaler tags), `<name>-cluster-addons` (coredns,
     EBS CSI, gp3 StorageClass), `<name>-storage` (buckets, EFS, Mountpoint for S3, FSx), `<name>-addons`
-    (device plugin, Cluster Autoscaler, metrics-server, KEDA, JobSet, LB controller) and
-    `<name>-tenancy` (each team's namespace, quotas, policies, identity and admins).
+    (device plugin, Cluster Autoscaler, metrics-server, KEDA, JobSet, LB controller),
+    `<name>-monitoring` (kube-prometheus-stack, dcgm-exporter, alert rules and dashboards, alert
+    routing to SNS, CloudWatch alarms) and `<name>-tenancy` (each team's namespace, quotas,
+    policies, identity and admins).
 
     Outputs (exported by the program for team stacks): `cluster_name`, `kubeconfig` (secret),
-    `teams`, `gpu_pools`, `buckets`, `shared_storage_class`, `load_balancing`.
+    `teams`, `gpu_pools`, `buckets`, `shared_storage_class`, `load_balancing`, `prometheus_url`.
     """
 
     def __init__(self, name: str, spec: PlatformSpec, region: str, opts: pulumi.ResourceOptions | None = None):
@@ -69,6 +72,14 @@ class Platform(pulumi.ComponentResource):
             f"{name}-addons", spec, provider=cluster.provider, cluster_name=cluster.cluster_name, region=region,
             vpc_id=self.network.vpc_id, after=[*ready, self.cluster_addons.coredns], opts=child, **irsa,
         )
+        # Prometheus needs the gp3 StorageClass for its volume, and node-exporter/dcgm-exporter the
+        # privileged system namespace.
+        self.monitoring = Monitoring(
+            f"{name}-monitoring", spec, provider=cluster.provider, cluster_name=cluster.cluster_name, region=region,
+            gpu_node_groups=self.nodes.gpu_node_groups,
+            after=[*ready, self.cluster_addons.coredns, self.cluster_addons.storage_classes, self.addons.system_namespace],
+            opts=child, **irsa,
+        )
         # Team namespaces come after the controllers that clean up what teams create (load balancers,
         # volumes, KEDA finalizers), so on destroy they go first, while those controllers still run.
         # The StorageClass too: a team's `shared` claim is provisioned through it.
@@ -86,6 +97,7 @@ class Platform(pulumi.ComponentResource):
         self.gpu_pools = gpu_pool_offers(spec)
         self.buckets = self.storage.bucket_names
         self.shared_storage_class = self.storage.storage_class
+        self.prometheus_url = self.monitoring.prometheus_url
         self.load_balancing = {
             "allowInternetFacing": spec.load_balancing.allow_internet_facing,
             "internetFacingCidrs": [str(c) for c in spec.load_balancing.internet_facing_cidrs],
@@ -102,14 +114,13 @@ class Platform(pulumi.ComponentResource):
             "buckets": self.buckets,
             "shared_storage_class": self.shared_storage_class,
             "load_balancing": self.load_balancing,
+            "prometheus_url": self.prometheus_url,
         })
 
 
 # Sections of the contract that this version validates but does not deploy yet. Their defaults
 # would suggest they exist (e.g. sharedFilesystem: efs), so the plan and `pulumi up` always warn.
-_NOT_YET_DEPLOYED = {
-    "monitoring": "the monitoring stack and alert routing",
-}
+_NOT_YET_DEPLOYED: dict[str, str] = {}
 
 
 def not_yet_deployed(spec: PlatformSpec) -> list[str]:

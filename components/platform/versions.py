@@ -38,6 +38,15 @@ JOBSET = HelmChart("oci://registry.k8s.io/jobset/charts/jobset", "0.11.1", None,
 LB_CONTROLLER = HelmChart("aws-load-balancer-controller", "1.12.0", "https://aws.github.io/eks-charts", "v2.12.0")
 LB_CONTROLLER_POLICY_FILE = "aws-load-balancer-controller-iam-policy-v2.12.0.json"
 
+# kube-prometheus-stack (prometheus-community): chart 78.2.1 deploys prometheus-operator v0.86.0 with
+# Prometheus, Alertmanager, Grafana, kube-state-metrics and node-exporter at the chart's own tags.
+KUBE_PROMETHEUS_STACK = HelmChart("kube-prometheus-stack", "78.2.1", "https://prometheus-community.github.io/helm-charts",
+                                  "v0.86.0")
+
+# NVIDIA dcgm-exporter (chart version = exporter version): 4.7.1 deploys exporter 4.7.1, whose GPU series
+# still carry the `Hostname` label (release 4.8 renames it `hostname`; the rules match both).
+DCGM_EXPORTER = HelmChart("dcgm-exporter", "4.7.1", "https://nvidia.github.io/dcgm-exporter/helm-charts", "4.7.1")
+
 _AUTOSCALER_REPO = "https://kubernetes.github.io/autoscaler"
 # Cluster Autoscaler: the app's minor must equal the cluster's (it simulates that scheduler). The
 # kubernetes/autoscaler README maps 1.29 -> chart 9.35.0+, 1.30 -> 9.37.0+, 1.31 -> 9.38.0+,

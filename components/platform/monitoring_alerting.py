@@ -1,0 +1,129 @@
+"""Alert routing of the platform: Alertmanager's configuration, the policies of the alert topic's
+KMS key and of Alertmanager's IRSA role, and the CloudWatch alarms for what Prometheus cannot see.
+
+All pure functions of plain values (tests pin them; `amtool check-config` checks the rendered
+configuration). `components/platform/monitoring.py` wires them into resources.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import yaml
+
+from components.render import render_template
+
+# The Secret holding Slack's webhook, mounted by the Alertmanager resource (alertmanagerSpec.secrets)
+# at /etc/alertmanager/secrets/<secret>/<key> (prometheus-operator's mount point for `secrets`).
+SLACK_SECRET = "alertmanager-slack"
+SLACK_SECRET_KEY = "webhook-url"
+SLACK_URL_FILE = f"/etc/alertmanager/secrets/{SLACK_SECRET}/{SLACK_SECRET_KEY}"
+# SNS rejects subjects over 100 characters: keep the rendered subject within 95.
+SUBJECT = (
+    '{{ printf "[%s] %s (team %s) %s" (.Status | toUpper) .CommonLabels.alertname '
+    '(or .CommonLabels.team "platform") "PLATFORM" | reReplaceAll "^(.{95}).+$" "$1" }}'
+)
+MESSAGE = (
+    "{{ range .Alerts }}[{{ .Status | toUpper }}] {{ .Labels.alertname }}"
+    ' severity={{ .Labels.severity }} team={{ or .Labels.team "platform" }}\n'
+    "{{ .Annotations.summary }}\n{{ .Annotations.description }}\n"
+    "Runbook: {{ or .Annotations.runbook_url .Annotations.runbook }}\n\n{{ end }}"
+)
+SLACK_TITLE = '[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }} (team {{ or .CommonLabels.team "platform" }})'
+
+# Actions a publisher to an SSE-KMS topic needs on its key (SNS developer guide, "Encryption at rest").
+SNS_PUBLISHER_KMS_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey*"]
+# EC2 Auto Scaling publishes notifications through its service-linked role.
+AUTOSCALING_ROLE_PATH = "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+
+
+def alertmanager_config(platform: str, region: str, topic_arn: str, teams: list[str],
+                        slack: bool) -> str:
+    """Alertmanager's alertmanager.yaml: SNS for critical and warning, Slack too for critical (when
+    `slack`), one route per team, nothing for info."""
+    objects = render_template(
+        "platform/alertmanager.yaml.j2",
+        teams=sorted(teams),
+        topic_arn=topic_arn,
+        region=region,
+        subject=SUBJECT.replace("PLATFORM", platform),
+        message=MESSAGE,
+        slack_title=SLACK_TITLE,
+        slack_url_file=SLACK_URL_FILE if slack else None,
+        critical_receiver="critical" if slack else "sns",
+    )
+    (config,) = objects
+    # Through JSON first: the receivers share one sns_configs list, which PyYAML would write as an
+    # anchor; the Secret holds plain YAML in the template's key order.
+    return yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False)
+
+
+def publish_policy(topic_arn: str) -> str:
+    """Alertmanager's IRSA policy: publish to the alert topic, nothing else (the topic's key lets
+    the role encrypt through SNS by its key policy, `alerts_key_policy`)."""
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic_arn}],
+    }, sort_keys=True)
+
+
+def alerts_key_policy(account_id: str, partition: str, region: str, dns_suffix: str, publisher_role_arn: str) -> str:
+    """The alert topic's KMS key policy. An AWS managed key (alias/aws/sns) cannot be used: its policy
+    cannot admit CloudWatch or EC2 Auto Scaling, whose notifications to an encrypted topic would
+    then be dropped. So: the account's IAM policies decide (the default statement), CloudWatch
+    alarms of this account and Auto Scaling's service-linked role may encrypt, and Alertmanager's
+    role may encrypt through SNS only."""
+    via_sns = {"kms:ViaService": f"sns.{region}.{dns_suffix}"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "EnableIamPolicies", "Effect": "Allow", "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "CloudWatchAlarms", "Effect": "Allow", "Principal": {"Service": f"cloudwatch.{dns_suffix}"},
+         "Action": SNS_PUBLISHER_KMS_ACTIONS, "Resource": "*",
+         "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
+        {"Sid": "AutoScalingNotifications", "Effect": "Allow",
+         "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:{AUTOSCALING_ROLE_PATH}"},
+         "Action": SNS_PUBLISHER_KMS_ACTIONS, "Resource": "*", "Condition": {"StringEquals": via_sns}},
+        {"Sid": "AlertmanagerViaSns", "Effect": "Allow", "Principal": {"AWS": publisher_role_arn},
+         "Action": SNS_PUBLISHER_KMS_ACTIONS, "Resource": "*", "Condition": {"StringEquals": via_sns}},
+    ]}, sort_keys=True)
+
+
+# --- CloudWatch ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """One CloudWatch alarm on an EKS metric of the cluster (AWS/EKS, dimension ClusterName)."""
+
+    role: str  # resource-name suffix
+    metric: str
+    statistic: str
+    period: int
+    evaluation_periods: int
+    threshold: float
+    comparison: str
+    description: str
+
+
+# EKS vends these control-plane metrics for free (AWS/EKS, one-minute, clusters 1.28+; EKS user
+# guide "Monitor cluster data with Amazon CloudWatch").
+API_SERVER_5XX_PER_5M = 50
+UNSCHEDULABLE_MINUTES = 60
+EKS_ALARMS = (
+    Alarm("apiserver-5xx", "apiserver_request_total_5XX", "Sum", 300, 3, API_SERVER_5XX_PER_5M,
+          "GreaterThanThreshold",
+          f"EKS API server answered more than {API_SERVER_5XX_PER_5M} requests with 5xx in each of 3 "
+          "consecutive 5-minute periods: controllers, autoscaling and deployments are failing. Runbook: "
+          "check the AWS Health dashboard and the cluster's control-plane logs (/aws/eks/<cluster>/cluster)."),
+    # Stuck pending pods: every GPU pool that could take them is at its max size, or EC2 has no capacity
+    # for it (a Prometheus alert cannot tell the second case, and dies with the cluster's nodes).
+    Alarm("unschedulable-pods", "scheduler_pending_pods_UNSCHEDULABLE", "Sum", 60, UNSCHEDULABLE_MINUTES, 1,
+          "GreaterThanOrEqualToThreshold",
+          f"Pods have been unschedulable for {UNSCHEDULABLE_MINUTES} minutes: a node pool is at its max size or "
+          "EC2 has no capacity for it. Runbook: `kubectl get pods -A --field-selector=status.phase=Pending`, "
+          "the Cluster Autoscaler's events, and raise the pool's max or add instance types."),
+)
+# EC2 Auto Scaling notifications of the GPU groups: a launch that failed (no capacity, spot
+# interruption storm, quota) is the earliest sign that a pool cannot grow.
+ASG_NOTIFICATIONS = ["autoscaling:EC2_INSTANCE_LAUNCH_ERROR"]

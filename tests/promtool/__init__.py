@@ -1,0 +1,101 @@
+"""Running rules and `promtool test rules` unit tests with the real promtool, and the synthetic
+series they use: helpers that write series with the label sets the real exporters produce.
+
+dcgm-exporter (Kubernetes mapping on, scraped by a ServiceMonitor with honorLabels: true): `gpu`,
+`UUID`, `pci_bus_id`, `device`, `modelName`, `Hostname`, `DCGM_FI_DRIVER_VERSION`, and for a GPU
+a pod holds that pod's `namespace`, `pod`, `container`; a GPU no pod holds keeps the scrape
+target's own namespace/pod/container (the exporter's). Prometheus adds `instance`, `job`,
+`endpoint`, `service`. kube-state-metrics series carry `job="kube-state-metrics"` and the
+labels its docs list for each metric.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from components.monitoring.rules import rule_groups
+
+NODE = "ip-10-40-1-23.us-west-2.compute.internal"
+NODE_2 = "ip-10-40-2-47.us-west-2.compute.internal"
+EXPORTER_POD = "dcgm-exporter-9xk2m"
+EXPORTER_NAMESPACE = "cloudml-system"
+KSM = {"job": "kube-state-metrics", "instance": "10.40.0.12:8080", "container": "kube-state-metrics",
+       "endpoint": "http", "service": "kube-prometheus-stack-kube-state-metrics"}
+
+
+def promtool() -> str:
+    """The promtool binary; fails (never skips) when it is missing: scripts/test installs it."""
+    path = shutil.which("promtool")
+    assert path, "promtool is not installed: run scripts/test (installs Debian's `prometheus`) or apt-get install prometheus"
+    return path
+
+
+def series(metric: str, labels: dict[str, str]) -> str:
+    return metric + "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+
+
+def gpu_labels(gpu: int = 0, node: str = NODE, namespace: str | None = "team-vision", pod: str | None = "resnet-baseline-x7k2p",
+               container: str = "trainer", **extra: str) -> dict[str, str]:
+    """Labels of one dcgm-exporter series; namespace=None is a GPU no pod holds."""
+    labels = {
+        "gpu": str(gpu),
+        "UUID": f"GPU-5fd4b3a2-0c1e-4d2b-9a8f-1b2c3d4e5f6{gpu}",
+        "pci_bus_id": f"00000000:00:1{gpu + 6}.0",
+        "device": f"nvidia{gpu}",
+        "modelName": "NVIDIA A10G",
+        "Hostname": node,
+        "DCGM_FI_DRIVER_VERSION": "550.127.05",
+    }
+    if namespace is None:
+        labels.update(namespace=EXPORTER_NAMESPACE, pod=EXPORTER_POD, container="exporter")
+    else:
+        labels.update(namespace=namespace, pod=pod, container=container)
+    labels.update(instance="10.40.1.23:9400", job="dcgm-exporter", endpoint="metrics", service="dcgm-exporter")
+    labels.update(extra)
+    return labels
+
+
+def dcgm(metric: str, values: str, **kwargs) -> dict:
+    return {"series": series(metric, gpu_labels(**kwargs)), "values": values}
+
+
+def ksm(metric: str, values: str, **labels: str) -> dict:
+    return {"series": series(metric, {**labels, **KSM}), "values": values}
+
+
+def pod_labels(namespace: str, pod: str, workload: str, component: str, values: str = "1x300") -> dict:
+    """kube_pod_labels of a cloudml workload pod (labels allowlisted in kube-state-metrics)."""
+    team = namespace.removeprefix("team-")
+    return ksm("kube_pod_labels", values, namespace=namespace, pod=pod, uid=f"uid-{pod}",
+               label_app_kubernetes_io_component=component, label_cloudml_io_team=team,
+               label_cloudml_io_workload=workload)
+
+
+def rules_file(rules: list[dict], path: Path, keep_annotations: tuple[str, ...] = ("summary",)) -> Path:
+    """Write the PrometheusRules' groups as a Prometheus rules file.
+
+    promtool compares annotations exactly; tests state the summary (it shows the labels reach
+    the text) and the other annotations are dropped here (`promtool check rules` checks them)."""
+    groups = copy.deepcopy(rule_groups(rules))
+    for group in groups:
+        for rule in group["rules"]:
+            if "annotations" in rule:
+                rule["annotations"] = {k: v for k, v in rule["annotations"].items() if k in keep_annotations}
+    path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_unit_tests(rules_path: Path, tests: list[dict], directory: Path, name: str = "tests.yaml") -> subprocess.CompletedProcess:
+    """`promtool test rules` on these test cases (rule file beside them)."""
+    test_file = directory / name
+    test_file.write_text(yaml.safe_dump({
+        "rule_files": [rules_path.name],
+        "evaluation_interval": "1m",
+        "tests": tests,
+    }, sort_keys=False), encoding="utf-8")
+    return subprocess.run([promtool(), "test", "rules", str(test_file)], capture_output=True, text=True, timeout=120)

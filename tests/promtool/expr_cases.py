@@ -1,0 +1,132 @@
+"""`promtool test rules` promql_expr_test cases: each recording rule, and the PromQL queries the
+KEDA ScaledObjects of model services scale on (components.workloads.model_service), evaluated
+against synthetic series with the real label sets; each must return exactly the expected samples."""
+
+from __future__ import annotations
+
+from components.workloads.model_service import gpu_utilization_query, request_rate_query
+from promtool import NODE, NODE_2, dcgm, ksm, pod_labels, series
+
+VISION_PODS = ("resnet-7d9f8c6b5-abcde", "resnet-7d9f8c6b5-fghij")
+NLP_POD = "bert-train-x2k9q"
+
+
+def expr_case(name: str, input_series: list[dict], tests: list[tuple[str, str, list[tuple[str, float]]]]) -> dict:
+    """tests: (eval_time, expr, [(labels, value)])."""
+    return {
+        "name": name,
+        "interval": "1m",
+        "input_series": input_series,
+        "promql_expr_test": [
+            {"expr": expr, "eval_time": at, "exp_samples": [{"labels": labels, "value": value} for labels, value in samples]}
+            for at, expr, samples in tests
+        ],
+    }
+
+
+def team_gpus() -> list[dict]:
+    """Two resnet GPUs (60%, 80%) in team-vision, one bert GPU (30%) in team-nlp, one spare GPU."""
+    return [
+        pod_labels("team-vision", VISION_PODS[0], "resnet", "modelService"),
+        pod_labels("team-vision", VISION_PODS[1], "resnet", "modelService"),
+        pod_labels("team-nlp", NLP_POD, "bert-train", "training"),
+        dcgm("DCGM_FI_DEV_GPU_UTIL", "60x10", gpu=0, pod=VISION_PODS[0], container="serving"),
+        dcgm("DCGM_FI_DEV_GPU_UTIL", "80x10", gpu=1, pod=VISION_PODS[1], container="serving"),
+        dcgm("DCGM_FI_DEV_GPU_UTIL", "30x10", gpu=0, node=NODE_2, namespace="team-nlp", pod=NLP_POD),
+        dcgm("DCGM_FI_DEV_GPU_UTIL", "0x10", gpu=2, namespace=None),
+    ]
+
+
+def requests(namespace: str, pod: str, gpus: str, phase: str, node: str | None) -> list[dict]:
+    where = {"namespace": namespace, "pod": pod, "uid": f"uid-{pod}"}
+    extra = {"node": node} if node else {}
+    return [
+        ksm("kube_pod_container_resource_requests", f"{gpus}x10", **where, **extra, container="main",
+            resource="nvidia_com_gpu", unit="integer"),
+        ksm("kube_pod_status_phase", "1x10", **where, phase=phase),
+    ]
+
+
+def recording_cases() -> list[dict]:
+    allocated = [
+        *team_gpus(),
+        *requests("team-vision", VISION_PODS[0], "1", "Running", NODE),
+        *requests("team-vision", VISION_PODS[1], "1", "Running", NODE),
+        *requests("team-vision", "resnet-train-waiting", "4", "Pending", None),  # unscheduled: holds no GPU
+        *requests("team-vision", "resnet-train-done", "2", "Succeeded", NODE),  # finished: holds no GPU
+        *requests("team-nlp", NLP_POD, "4", "Running", NODE_2),
+        pod_labels("team-vision", "resnet-train-waiting", "resnet-train", "training"),
+    ]
+    info = "cloudml:pod_workload:info{{component=\"{c}\", namespace=\"{n}\", pod=\"{p}\", team=\"{t}\", workload=\"{w}\"}}"
+    return [
+        expr_case("pod workload info", team_gpus()[:3], [("5m", "cloudml:pod_workload:info", [
+            (info.format(c="training", n="team-nlp", p=NLP_POD, t="nlp", w="bert-train"), 1),
+            (info.format(c="modelService", n="team-vision", p=VISION_PODS[0], t="vision", w="resnet"), 1),
+            (info.format(c="modelService", n="team-vision", p=VISION_PODS[1], t="vision", w="resnet"), 1),
+        ])]),
+        expr_case("GPU utilization by team and by workload", team_gpus(), [
+            ("5m", "cloudml:gpu_utilization:avg_by_team", [
+                ('cloudml:gpu_utilization:avg_by_team{team="nlp"}', 30), ('cloudml:gpu_utilization:avg_by_team{team="vision"}', 70)]),
+            ("5m", "cloudml:gpu_utilization:avg_by_workload", [
+                ('cloudml:gpu_utilization:avg_by_workload{namespace="team-nlp", team="nlp", workload="bert-train"}', 30),
+                ('cloudml:gpu_utilization:avg_by_workload{namespace="team-vision", team="vision", workload="resnet"}', 70)]),
+        ]),
+        expr_case("GPUs allocated by team and by workload", allocated, [
+            ("5m", "cloudml:gpu_allocated:sum_by_team", [
+                ('cloudml:gpu_allocated:sum_by_team{team="nlp"}', 4), ('cloudml:gpu_allocated:sum_by_team{team="vision"}', 2)]),
+            ("5m", "cloudml:gpu_allocated:sum_by_workload", [
+                ('cloudml:gpu_allocated:sum_by_workload{namespace="team-nlp", team="nlp", workload="bert-train"}', 4),
+                ('cloudml:gpu_allocated:sum_by_workload{namespace="team-vision", team="vision", workload="resnet"}', 2)]),
+        ]),
+        expr_case("GPU nodes", [
+            ksm("kube_node_labels", "1x10", node=NODE, label_cloudml_io_pool="a10g", label_cloudml_io_gpu_type="a10g"),
+            ksm("kube_node_status_allocatable", "4x10", node=NODE, resource="nvidia_com_gpu", unit="integer"),
+            ksm("kube_node_status_allocatable", "8x10", node=NODE_2, resource="nvidia_com_gpu", unit="integer"),
+            ksm("kube_node_labels", "1x10", node="ip-10-40-0-5.us-west-2.compute.internal"),  # system node
+            ksm("kube_node_status_allocatable", "4x10", node="ip-10-40-0-5.us-west-2.compute.internal", resource="cpu", unit="core"),
+        ], [("5m", "cloudml:gpu_node:info", [
+            (f'cloudml:gpu_node:info{{node="{NODE}", pool="a10g"}}', 1), (f'cloudml:gpu_node:info{{node="{NODE_2}"}}', 1)])]),
+    ]
+
+
+def owner(namespace: str, pod: str, kind: str, name: str) -> dict:
+    return ksm("kube_pod_owner", "1x10", namespace=namespace, pod=pod, uid=f"uid-{pod}", owner_kind=kind,
+               owner_name=name, owner_is_controller="true")
+
+
+def serving_requests(pod: str, per_minute: int, namespace: str = "team-vision") -> dict:
+    labels = {"namespace": namespace, "pod": pod, "container": "serving", "instance": "10.40.1.40:8501",
+              "job": "team-vision/resnet", "endpoint": "http", "model_name": "resnet", "status": "OK"}
+    return {"series": series(":tensorflow:serving:request_count", labels), "values": f"0+{per_minute}x10"}
+
+
+def keda_cases() -> list[dict]:
+    """The service `resnet`'s two pods: GPUs at 60% and 80%, 60 requests a minute each. Beside it,
+    `resnet-v2` (a Deployment whose name starts the same) and a training Job `resnet-train` on
+    the same node, whose series must not count."""
+    other = "resnet-v2-5f6d7c8b9-xyz12"
+    job_pod = "resnet-train-28h4k"
+    cluster = [
+        *(owner("team-vision", p, "ReplicaSet", "resnet-7d9f8c6b5") for p in VISION_PODS),
+        owner("team-vision", other, "ReplicaSet", "resnet-v2-5f6d7c8b9"),
+        owner("team-vision", job_pod, "Job", "resnet-train"),
+        owner("team-nlp", "resnet-7d9f8c6b5-zzzzz", "ReplicaSet", "resnet-7d9f8c6b5"),  # same names, other team
+        dcgm("DCGM_FI_DEV_GPU_UTIL", "60x10", gpu=0, pod=VISION_PODS[0], container="serving"),
+        dcgm("DCGM_FI_DEV_GPU_UTIL", "80x10", gpu=1, pod=VISION_PODS[1], container="serving"),
+        dcgm("DCGM_FI_DEV_GPU_UTIL", "10x10", gpu=2, pod=other, container="serving"),
+        dcgm("DCGM_FI_DEV_GPU_UTIL", "100x10", gpu=3, pod=job_pod),
+        dcgm("DCGM_FI_DEV_GPU_UTIL", "0x10", gpu=0, node=NODE_2, namespace="team-nlp", pod="resnet-7d9f8c6b5-zzzzz"),
+        dcgm("DCGM_FI_DEV_GPU_UTIL", "0x10", gpu=4, namespace=None),
+        serving_requests(VISION_PODS[0], 60), serving_requests(VISION_PODS[1], 60),
+        serving_requests(other, 600), serving_requests("resnet-7d9f8c6b5-zzzzz", 600, namespace="team-nlp"),
+    ]
+    return [
+        expr_case("KEDA queries of model service resnet", cluster, [
+            ("8m", gpu_utilization_query("team-vision", "resnet"), [("{}", 70)]),
+            ("8m", request_rate_query("team-vision", "resnet"), [("{}", 2)]),
+        ]),
+        expr_case("KEDA queries with no series: 0, not empty", [owner("team-vision", other, "ReplicaSet", "resnet-v2-5f6d7c8b9")], [
+            ("5m", gpu_utilization_query("team-vision", "resnet"), [("{}", 0)]),
+            ("5m", request_rate_query("team-vision", "resnet"), [("{}", 0)]),
+        ]),
+    ]

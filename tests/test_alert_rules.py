@@ -1,0 +1,182 @@
+"""The platform's PrometheusRules: rendered from the PlatformSpec, valid against the CRD schema,
+accepted by the real `promtool check rules`, and every alert, recording rule and KEDA query
+exercised by `promtool test rules` on synthetic series (cases in tests/promtool/)."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from conftest import sample_config
+from k8s_schema import schema_errors
+from promtool import promtool, rules_file, run_unit_tests
+from promtool.alert_cases import all_cases
+from promtool.expr_cases import keda_cases, recording_cases
+
+from components.monitoring.rules import (
+    kube_state_metrics_allowlist,
+    prometheus_duration,
+    prometheus_rules,
+    rule_groups,
+    seconds,
+)
+from components.render import RenderError
+from components.spec import load_platform
+
+ALERTS = {
+    "GpuXidError", "GpuTemperatureHigh", "GpuMemoryNearlyFull", "GpuAllocatedButIdle", "DcgmExporterDown",
+    "DcgmExporterAbsentOnGpuNode", "GpuNodeNotReady", "GpuPodsPendingNoCapacity", "NodePoolAtMaxSize",
+    "TeamNearGpuQuota", "TrainingJobFailed", "TrainingJobStalled", "ModelServiceErrorRate",
+    "ModelServiceLatencyHigh", "DevEnvironmentIdlePastTimeout",
+}
+RECORDS = {
+    "cloudml:pod_workload:info", "cloudml:pod_gpu_requests:sum", "cloudml:gpu_node:info",
+    "cloudml:gpu_utilization:avg_by_team", "cloudml:gpu_utilization:avg_by_workload",
+    "cloudml:gpu_allocated:sum_by_team", "cloudml:gpu_allocated:sum_by_workload",
+}
+TEAM_ALERTS = ALERTS - {"DcgmExporterDown", "DcgmExporterAbsentOnGpuNode", "GpuNodeNotReady", "NodePoolAtMaxSize"}
+
+
+@pytest.fixture(scope="module")
+def platform():
+    return load_platform(sample_config("platform-dev")["cloudml:platform"])
+
+
+@pytest.fixture(scope="module")
+def rules(platform):
+    return prometheus_rules(platform)
+
+
+def all_rules(rules):
+    return [rule for group in rule_groups(rules) for rule in group["rules"]]
+
+
+def test_rule_objects_are_schema_valid_and_selected_by_prometheus(rules):
+    assert [r["metadata"]["name"] for r in rules] == ["cloudml-recording-rules", "cloudml-alert-rules"]
+    for rule in rules:
+        assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+        assert rule["metadata"]["namespace"] == "monitoring"
+        assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        assert schema_errors(rule) == []
+
+
+def test_rule_names(rules):
+    names = [r.get("alert") or r.get("record") for r in all_rules(rules)]
+    assert set(names) == ALERTS | RECORDS
+    # One NodePoolAtMaxSize per GPU pool of platform-dev (a10g max 4, l4-spot max 8).
+    pool_rules = [r for r in all_rules(rules) if r.get("alert") == "NodePoolAtMaxSize"]
+    assert [(r["labels"]["pool"], r["expr"]) for r in pool_rules] == [
+        ("a10g", 'count(kube_node_labels{label_cloudml_io_pool="a10g"}) >= 4'),
+        ("l4-spot", 'count(kube_node_labels{label_cloudml_io_pool="l4-spot"}) >= 8'),
+    ]
+
+
+def test_every_alert_has_severity_and_annotations(rules):
+    for rule in all_rules(rules):
+        if "alert" not in rule:
+            continue
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
+        assert set(rule["annotations"]) == {"summary", "description", "runbook"}, rule["alert"]
+        assert all(len(text) > 20 for text in rule["annotations"].values()), rule["alert"]
+        # Alerts about team pods carry `team`, derived from the namespace team-<name>.
+        derives_team = 'team-(.+)' in rule["expr"] or "group_left (team" in rule["expr"]
+        assert derives_team == (rule["alert"] in TEAM_ALERTS), rule["alert"]
+
+
+def test_promtool_check_rules_accepts_the_rendered_file(rules, tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule_groups(rules)}, sort_keys=False), encoding="utf-8")
+    result = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(all_rules(rules))} rules found" in result.stdout
+
+
+def test_promtool_check_rules_rejects_a_broken_expression(rules, tmp_path):
+    """The check above would catch a broken rule: the same file with one expression mangled fails."""
+    groups = copy.deepcopy(rule_groups(rules))
+    groups[1]["rules"][0] = {**groups[1]["rules"][0], "expr": "DCGM_FI_DEV_XID_ERRORS > > 0"}
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False), encoding="utf-8")
+    result = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "GpuXidError" in result.stdout + result.stderr or "parse error" in result.stdout + result.stderr
+
+
+def test_every_alert_has_a_firing_and_a_silent_case():
+    fires, silent = set(), set()
+    for case in all_cases():
+        for test in case["alert_rule_test"]:
+            (fires if test["exp_alerts"] else silent).add(test["alertname"])
+    assert fires == ALERTS
+    assert silent == ALERTS
+
+
+def _run(rules, tmp_path, tests):
+    result = run_unit_tests(rules_file(rules, tmp_path / "rules.yaml"), tests, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.parametrize("case", all_cases(), ids=lambda c: f"{c['alert_rule_test'][0]['alertname']}: {c['name']}")
+def test_alert_unit_case(rules, tmp_path, case):
+    _run(rules, tmp_path, [case])
+
+
+@pytest.mark.parametrize("case", recording_cases() + keda_cases(), ids=lambda c: c["name"])
+def test_expression_unit_case(rules, tmp_path, case):
+    _run(rules, tmp_path, [case])
+
+
+def test_a_wrong_expectation_fails_the_unit_test(rules, tmp_path):
+    """promtool does fail a case whose expectation is wrong (the suite above is not vacuous)."""
+    case = recording_cases()[1]
+    case["promql_expr_test"][0]["exp_samples"][1]["value"] = 71
+    result = run_unit_tests(rules_file(rules, tmp_path / "rules.yaml"), [case], tmp_path)
+    assert result.returncode == 1
+    assert "FAILED" in result.stdout + result.stderr
+
+
+def _expr(rules, alert):
+    return next(r for r in all_rules(rules) if r.get("alert") == alert)
+
+
+def test_thresholds_come_from_the_monitoring_config(platform):
+    monitoring = platform.monitoring.model_copy(update={
+        "gpu_temperature_celsius": 80, "gpu_idle_utilization_percent": 10, "gpu_idle_window": 3600})
+    rules = prometheus_rules(platform.model_copy(update={"monitoring": monitoring, "gpu_pools": []}))
+    assert "DCGM_FI_DEV_GPU_TEMP >= 80," in _expr(rules, "GpuTemperatureHigh")["expr"]
+    idle = _expr(rules, "GpuAllocatedButIdle")
+    assert 'DCGM_FI_DEV_GPU_UTIL{namespace=~"team-.+"} < 10,' in idle["expr"]
+    assert idle["for"] == "1h"
+    assert "NodePoolAtMaxSize" not in {r.get("alert") for r in all_rules(rules)}
+
+
+def test_defaults_when_the_config_has_no_threshold_fields(platform):
+    """Rules render with a MonitoringSpec that predates the threshold fields."""
+    bare = platform.model_copy(update={"monitoring": SimpleNamespace(alert_emails=[], retention_days=15)})
+    rules = prometheus_rules(bare)
+    assert "DCGM_FI_DEV_GPU_TEMP >= 85," in _expr(rules, "GpuTemperatureHigh")["expr"]
+    assert _expr(rules, "GpuAllocatedButIdle")["for"] == "2h"
+    assert _expr(rules, "DevEnvironmentIdlePastTimeout")["for"] == "3h"
+    assert "> 0.05" in _expr(rules, "ModelServiceErrorRate")["expr"]
+
+
+@pytest.mark.parametrize(("value", "text"), [(7200, "2h"), ("2h", "2h"), (5400, "90m"), (86400, "1d"), (90, "90s"), ("15m", "15m")])
+def test_prometheus_duration(value, text):
+    assert prometheus_duration(value) == text
+
+
+@pytest.mark.parametrize("value", ["2 hours", "10ms", True, 0, "-5m"])
+def test_bad_durations_are_refused(value):
+    with pytest.raises(RenderError):
+        prometheus_duration(value) if value != 0 else prometheus_duration(seconds(value))
+
+
+def test_kube_state_metrics_allowlist():
+    assert kube_state_metrics_allowlist() == [
+        "pods=[app.kubernetes.io/component,cloudml.io/team,cloudml.io/workload]",
+        "nodes=[cloudml.io/pool,cloudml.io/gpu-type]",
+    ]
