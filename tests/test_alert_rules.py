@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import subprocess
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -149,19 +148,23 @@ def test_thresholds_come_from_the_monitoring_config(platform):
     rules = prometheus_rules(platform.model_copy(update={"monitoring": monitoring, "gpu_pools": []}))
     assert "DCGM_FI_DEV_GPU_TEMP >= 80," in _expr(rules, "GpuTemperatureHigh")["expr"]
     idle = _expr(rules, "GpuAllocatedButIdle")
-    assert 'DCGM_FI_DEV_GPU_UTIL{namespace=~"team-.+"} < 10,' in idle["expr"]
+    assert 'DCGM_FI_DEV_GPU_UTIL{namespace=~"team-.+"} < 10\n' in idle["expr"]
+    assert 'DCGM_FI_DEV_GPU_UTIL{namespace=~"team-.+"} >= 10)[7d:5m]' in _expr(rules, "DevEnvironmentIdlePastTimeout")["expr"]
     assert idle["for"] == "1h"
     assert "NodePoolAtMaxSize" not in {r.get("alert") for r in all_rules(rules)}
 
 
-def test_defaults_when_the_config_has_no_threshold_fields(platform):
-    """Rules render with a MonitoringSpec that predates the threshold fields."""
-    bare = platform.model_copy(update={"monitoring": SimpleNamespace(alert_emails=[], retention_days=15)})
-    rules = prometheus_rules(bare)
-    assert "DCGM_FI_DEV_GPU_TEMP >= 85," in _expr(rules, "GpuTemperatureHigh")["expr"]
-    assert _expr(rules, "GpuAllocatedButIdle")["for"] == "2h"
-    assert _expr(rules, "DevEnvironmentIdlePastTimeout")["for"] == "3h"
+def test_fixed_thresholds_and_the_dev_environment_margin(rules):
+    """Thresholds not in the config are the module's constants; a dev environment alerts 1h past
+    its own timeout, read from its pod's cloudml.io/idle-timeout label (no fixed `for`)."""
     assert "> 0.05" in _expr(rules, "ModelServiceErrorRate")["expr"]
+    assert ") / 1e6 > 1" in _expr(rules, "ModelServiceLatencyHigh")["expr"]
+    assert "> 0.9," in _expr(rules, "TeamNearGpuQuota")["expr"]
+    dev = _expr(rules, "DevEnvironmentIdlePastTimeout")
+    assert "for" not in dev
+    assert '"le", "$1", "label_cloudml_io_idle_timeout", "(.+)")' in dev["expr"] and ") + 3600" in dev["expr"]
+    idle = _expr(rules, "GpuAllocatedButIdle")["expr"]
+    assert 'unless on (namespace, pod) cloudml:pod_workload:info{component="devEnvironment"}' in idle
 
 
 @pytest.mark.parametrize(("value", "text"), [(7200, "2h"), ("2h", "2h"), (5400, "90m"), (86400, "1d"), (90, "90s"), ("15m", "15m")])
@@ -177,6 +180,6 @@ def test_bad_durations_are_refused(value):
 
 def test_kube_state_metrics_allowlist():
     assert kube_state_metrics_allowlist() == [
-        "pods=[app.kubernetes.io/component,cloudml.io/team,cloudml.io/workload]",
+        "pods=[app.kubernetes.io/component,cloudml.io/team,cloudml.io/workload,cloudml.io/idle-timeout]",
         "nodes=[cloudml.io/pool,cloudml.io/gpu-type]",
     ]

@@ -24,7 +24,7 @@ DCGM_COUNTERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "dcgm-
 # Metrics of standard exporters, by exporter (names from each project's docs or source).
 STANDARD_METRICS = {
     "kube-state-metrics": {
-        "kube_pod_labels", "kube_pod_owner", "kube_pod_status_phase", "kube_pod_status_unschedulable",
+        "kube_pod_labels", "kube_pod_start_time", "kube_pod_owner", "kube_pod_status_phase", "kube_pod_status_unschedulable",
         "kube_pod_container_resource_requests", "kube_node_labels", "kube_node_status_condition",
         "kube_node_status_allocatable", "kube_resourcequota", "kube_job_failed", "kube_job_status_active",
         "kube_job_status_failed", "kube_deployment_spec_replicas", "kube_deployment_status_replicas_available",

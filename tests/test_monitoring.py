@@ -24,7 +24,6 @@ from components.platform.irsa import trust_policy
 from components.platform.monitoring import (
     PROMETHEUS_URL,
     Monitoring,
-    dcgm_service_labels,
     scrape_objects,
 )
 from components.spec import load_platform
@@ -33,6 +32,7 @@ NAME = "ml-dev-monitoring"
 PROVIDER_ARN = "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/ABC"
 ISSUER = "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"
 TOPIC_ARN = "arn:aws:sns:us-west-2:111122223333:ml-dev-alerts"
+HEARTBEAT_ARN = "arn:aws:sns:us-west-2:111122223333:ml-dev-heartbeat"
 SYSTEM_POOL = {"cloudml.io/pool": "system"}
 SLACK_URL = "https://hooks.slack.com/services/T000/B000/XXXXXXXX"
 
@@ -86,6 +86,7 @@ def test_children_are_exactly_these(sample):
         f"{NAME}-am-irsa-publish": "aws:iam/rolePolicy:RolePolicy",
         f"{NAME}-alerts-key": "aws:kms/key:Key",
         f"{NAME}-alerts": "aws:sns/topic:Topic",
+        f"{NAME}-heartbeat": "aws:sns/topic:Topic",
         f"{NAME}-alerts-email-0": "aws:sns/topicSubscription:TopicSubscription",
         f"{NAME}-namespace": "kubernetes:core/v1:Namespace",
         f"{NAME}-grafana-password": "random:index/randomPassword:RandomPassword",
@@ -97,6 +98,7 @@ def test_children_are_exactly_these(sample):
         f"{NAME}-rules": "kubernetes:yaml/v2:ConfigGroup",
         f"{NAME}-apiserver-5xx": "aws:cloudwatch/metricAlarm:MetricAlarm",
         f"{NAME}-unschedulable-pods": "aws:cloudwatch/metricAlarm:MetricAlarm",
+        f"{NAME}-alerting-heartbeat": "aws:cloudwatch/metricAlarm:MetricAlarm",
         f"{NAME}-gpu-launch-errors": "aws:autoscaling/notification:Notification",
     }
 
@@ -196,7 +198,8 @@ def test_alertmanager_may_only_publish_to_the_topic(sample):
     assert json.loads(role["assumeRolePolicy"]) == json.loads(
         trust_policy(PROVIDER_ARN, ISSUER, "monitoring", "kube-prometheus-stack-alertmanager"))
     policy = json.loads(resources[f"{NAME}-am-irsa-publish"]["inputs"]["policy"])
-    assert policy["Statement"] == [{"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish", "Resource": TOPIC_ARN}]
+    assert policy["Statement"] == [{"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish",
+                                    "Resource": [TOPIC_ARN, HEARTBEAT_ARN]}]
     account = values(resources, "kube-prometheus-stack")["alertmanager"]["serviceAccount"]
     assert account == {"create": True, "name": "kube-prometheus-stack-alertmanager",
                        "annotations": {"eks.amazonaws.com/role-arn": seen["role"]}}
@@ -207,6 +210,43 @@ def test_alertmanager_may_only_publish_to_the_topic(sample):
     assert alertmanager["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
     assert alertmanager["Condition"] == {"StringEquals": {"kms:ViaService": "sns.us-west-2.amazonaws.com"}}
     assert statements["CloudWatchAlarms"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+
+
+def test_alerts_key_waits_for_the_gpu_groups_whose_role_it_names(sample):
+    """The key policy names AWSServiceRoleForAutoScaling, which exists only once an Auto Scaling group
+    does: the key depends on every GPU node group; without GPU pools the statement is left out."""
+    resources, _ = sample
+    key = resources[f"{NAME}-alerts-key"]
+    groups = [resources[f"group-{pool}"]["urn"] for pool in ("a10g", "l4-spot")]
+    assert set(groups) <= set(key["dependsOn"])
+    (statement,) = [s for s in json.loads(key["inputs"]["policy"])["Statement"] if s["Sid"] == "AutoScalingNotifications"]
+    assert statement["Principal"] == {
+        "AWS": "arn:aws:iam::111122223333:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"}
+    raw = platform_raw()
+    raw["gpuPools"] = []
+    raw["teams"] = {}
+    bare, _ = build(raw)
+    sids = [s["Sid"] for s in json.loads(bare[f"{NAME}-alerts-key"]["inputs"]["policy"])["Statement"]]
+    assert sids == ["EnableIamPolicies", "CloudWatchAlarms", "AlertmanagerViaSns"]
+
+
+def test_heartbeat_alarm_pages_when_the_watchdog_stops(sample):
+    """Dead man's switch: a second encrypted topic `<platform>-heartbeat` (no subscriber) gets the
+    Watchdog every 5 minutes; fewer than 1 message in each of 3 five-minute periods, or no data,
+    alarms to the alert topic."""
+    resources, _ = sample
+    topic = resources[f"{NAME}-heartbeat"]["inputs"]
+    assert topic["name"] == "ml-dev-heartbeat"
+    assert topic["kmsMasterKeyId"] == resources[f"{NAME}-alerts"]["inputs"]["kmsMasterKeyId"]
+    alarm = resources[f"{NAME}-alerting-heartbeat"]["inputs"]
+    assert (alarm["namespace"], alarm["metricName"], alarm["dimensions"], alarm["statistic"]) == (
+        "AWS/SNS", "NumberOfMessagesPublished", {"TopicName": "ml-dev-heartbeat"}, "Sum")
+    assert (alarm["period"], alarm["evaluationPeriods"], alarm["threshold"], alarm["comparisonOperator"]) == (
+        300, 3, 1, "LessThanThreshold")
+    assert alarm["treatMissingData"] == "breaching"
+    assert alarm["alarmActions"] == alarm["okActions"] == [TOPIC_ARN]
+    assert not [n for n, r in resources.items() if r["type"] == "aws:sns/topicSubscription:TopicSubscription"
+                and r["inputs"]["topic"] == HEARTBEAT_ARN]
 
 
 def test_alertmanager_reads_our_config_secret(sample):
@@ -250,11 +290,20 @@ def _selects(selector: dict, labels: dict) -> bool:
 
 
 def chart_service(release: str, namespace: str) -> dict:
-    """The Service the dcgm-exporter chart renders (templates/service.yaml with _helpers.tpl)."""
+    """The Service the dcgm-exporter chart (4.7.1) renders for a release, written out by hand from
+    its deployment/templates/service.yaml and _helpers.tpl (default values: nameOverride and
+    fullnameOverride empty, service.port 9400): name = the release name when it contains the chart
+    name, else `<release>-dcgm-exporter`; labels = "dcgm-exporter.labels" plus the component;
+    selector = "dcgm-exporter.selectorLabels". Never derived from cloudml's own selector."""
+    name = release if "dcgm-exporter" in release else f"{release}-dcgm-exporter"
     return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": release, "namespace": namespace, "labels": {
-                "helm.sh/chart": f"dcgm-exporter-{versions.DCGM_EXPORTER.version}", **dcgm_service_labels(release),
-                "app.kubernetes.io/version": versions.DCGM_EXPORTER.app_version, "app.kubernetes.io/managed-by": "Helm"}},
+            "metadata": {"name": name, "namespace": namespace, "labels": {
+                "helm.sh/chart": "dcgm-exporter-4.7.1",
+                "app.kubernetes.io/name": "dcgm-exporter",
+                "app.kubernetes.io/instance": release,
+                "app.kubernetes.io/version": "4.7.1",
+                "app.kubernetes.io/managed-by": "Helm",
+                "app.kubernetes.io/component": "dcgm-exporter"}},
             "spec": {"type": "ClusterIP", "ports": [{"name": "metrics", "port": 9400, "targetPort": 9400, "protocol": "TCP"}],
                      "selector": {"app.kubernetes.io/name": "dcgm-exporter", "app.kubernetes.io/instance": release}}}
 
@@ -263,6 +312,7 @@ def test_dcgm_service_monitor_selects_the_charts_service(sample):
     """Our ServiceMonitor selects the Service of the release we install (labels, namespace, port
     name), keeps the workload's namespace/pod labels (honorLabels) and scrapes every 15 s; it would
     not select the Service of a release named differently."""
+    assert versions.DCGM_EXPORTER.version == "4.7.1", "chart_service() is written from chart 4.7.1: re-read its templates"
     resources, _ = sample
     service = chart_service(resources[f"{NAME}-dcgm-exporter"]["inputs"]["name"], resources[f"{NAME}-dcgm-exporter"]["inputs"]["namespace"])
     assert schema_errors(service) == []

@@ -129,6 +129,14 @@ def test_jupyter_shuts_down_after_idle_timeout_and_culls_kernels_and_terminals(i
     assert env["CLOUDML_IDLE_TIMEOUT"] == {"name": "CLOUDML_IDLE_TIMEOUT", "value": str(seconds)}
 
 
+@pytest.mark.parametrize("idle, seconds", [("8h", "28800"), (None, "7200")])
+def test_pod_carries_its_idle_timeout_for_the_idle_alert(idle, seconds):
+    """The pod's cloudml.io/idle-timeout label (seconds) is what DevEnvironmentIdlePastTimeout reads."""
+    objects = render_workload(dev(idleTimeout=idle) if idle else dev())
+    (template,) = [t for obj in objects for t in pod_templates(obj)]
+    assert template["metadata"]["labels"]["cloudml.io/idle-timeout"] == seconds
+
+
 def test_default_idle_timeout_is_two_hours():
     assert main_container(render_workload(dev()))["command"] == jupyter(7200, 60)
 

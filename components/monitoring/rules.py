@@ -15,8 +15,9 @@ from typing import Any
 import jinja2
 import yaml
 
+from components.labels import IDLE_TIMEOUT_LABEL
 from components.render import SAFE_LOADER, TEMPLATES_DIR, RenderError, yaml_scalar
-from components.spec import DevEnvironmentWorkload, PlatformSpec, team_namespace
+from components.spec import PlatformSpec, team_namespace
 
 # kube-prometheus-stack runs in this namespace (components/platform/tenancy.py says the same).
 NAMESPACE = "monitoring"
@@ -37,7 +38,7 @@ RULE_TEMPLATES = ("monitoring/recording-rules.yaml.j2", "monitoring/alert-rules.
 # `metricLabelsAllowlist`). The rules join on these; without them the per-workload recording rules,
 # the dev-environment and model-service alerts stay empty.
 KUBE_STATE_METRICS_LABELS = {
-    "pods": ("app.kubernetes.io/component", "cloudml.io/team", "cloudml.io/workload"),
+    "pods": ("app.kubernetes.io/component", "cloudml.io/team", "cloudml.io/workload", IDLE_TIMEOUT_LABEL),
     "nodes": ("cloudml.io/pool", "cloudml.io/gpu-type"),
 }
 
@@ -47,20 +48,18 @@ def kube_state_metrics_allowlist() -> list[str]:
     return [f"{kind}=[{','.join(keys)}]" for kind, keys in KUBE_STATE_METRICS_LABELS.items()]
 
 
-# Defaults for thresholds the platform's `monitoring` config may set (read with getattr, so the
-# rules render with any version of MonitoringSpec).
-DEFAULTS = {
-    "gpu_temperature_celsius": 85,
-    "gpu_idle_utilization_percent": 5,
-    "gpu_idle_window": "2h",
-    "gpu_memory_used_ratio": 0.95,
-    "gpu_quota_alert_ratio": 0.9,
-    "model_service_error_ratio": 0.05,
-    "model_service_p99_latency_seconds": 1.0,
-}
-# A dev environment whose GPU has been idle this much longer than the default idle timeout has
-# missed its idle shutdown. The platform cannot see each environment's own timeout.
+# Thresholds not in the platform's `monitoring` config: fixed, and named here.
+GPU_MEMORY_USED_RATIO = 0.95
+GPU_QUOTA_ALERT_RATIO = 0.9
+MODEL_SERVICE_ERROR_RATIO = 0.05
+MODEL_SERVICE_P99_LATENCY_SECONDS = 1.0
+# A dev environment whose GPU has been idle this much longer than its own idle timeout (its pod's
+# cloudml.io/idle-timeout label) has missed its idle shutdown.
 DEV_IDLE_MARGIN_SECONDS = 3600
+# How far back the dev-environment alert looks for the GPU's last busy moment, at what resolution;
+# an environment idle longer than this counts as idle since then (or since its pod started).
+DEV_IDLE_LOOKBACK = "7d"
+DEV_IDLE_STEP = "5m"
 
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d|w|y)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
@@ -123,35 +122,34 @@ def environment() -> jinja2.Environment:
 def rule_values(platform: PlatformSpec) -> dict[str, Any]:
     """Everything the rule templates use, resolved from the platform spec."""
     monitoring = platform.monitoring
-
-    def setting(name: str) -> Any:
-        value = getattr(monitoring, name, None)
-        return DEFAULTS[name] if value is None else value
-
     prefix = team_namespace("")  # "team-": letters and "-" only, nothing to escape in a regex
     if not re.fullmatch(r"[a-z0-9-]+", prefix):
         raise RenderError(f"team namespace prefix {prefix!r} needs regex escaping")
-    dev_timeout = DevEnvironmentWorkload.model_fields["idle_timeout"].default
-    memory_ratio = float(setting("gpu_memory_used_ratio"))
-    quota_ratio = float(setting("gpu_quota_alert_ratio"))
-    error_ratio = float(setting("model_service_error_ratio"))
+    team_ns_regex = prefix + ".+"
+    timeout_label = "label_" + re.sub(r"[^a-zA-Z0-9_]", "_", IDLE_TIMEOUT_LABEL)
     return {
         "namespace": NAMESPACE,
         "labels": dict(RULE_LABELS),
-        "team_ns_regex": prefix + ".+",
+        "team_ns_regex": team_ns_regex,
         "team_capture": prefix + "(.+)",
-        "gpu_temperature": int(setting("gpu_temperature_celsius")),
-        "gpu_memory_ratio": _number(memory_ratio),
-        "gpu_memory_percent": _number(memory_ratio * 100),
-        "idle_percent": _number(setting("gpu_idle_utilization_percent")),
-        "idle_window": prometheus_duration(setting("gpu_idle_window")),
-        "quota_ratio": _number(quota_ratio),
-        "quota_percent": _number(quota_ratio * 100),
-        "error_ratio": _number(error_ratio),
-        "error_percent": _number(error_ratio * 100),
-        "latency_seconds": _number(setting("model_service_p99_latency_seconds")),
-        "dev_idle_timeout": prometheus_duration(dev_timeout),
-        "dev_idle_after": prometheus_duration(seconds(dev_timeout) + DEV_IDLE_MARGIN_SECONDS),
+        "gpu_temperature": monitoring.gpu_temperature_celsius,
+        "gpu_memory_ratio": _number(GPU_MEMORY_USED_RATIO),
+        "gpu_memory_percent": _number(GPU_MEMORY_USED_RATIO * 100),
+        "idle_percent": _number(monitoring.gpu_idle_utilization_percent),
+        "idle_window": prometheus_duration(monitoring.gpu_idle_window),
+        "quota_ratio": _number(GPU_QUOTA_ALERT_RATIO),
+        "quota_percent": _number(GPU_QUOTA_ALERT_RATIO * 100),
+        "error_ratio": _number(MODEL_SERVICE_ERROR_RATIO),
+        "error_percent": _number(MODEL_SERVICE_ERROR_RATIO * 100),
+        "latency_seconds": _number(MODEL_SERVICE_P99_LATENCY_SECONDS),
+        "dev_idle_margin": prometheus_duration(DEV_IDLE_MARGIN_SECONDS),
+        "dev_idle_margin_seconds": DEV_IDLE_MARGIN_SECONDS,
+        "dev_idle_lookback": DEV_IDLE_LOOKBACK,
+        "dev_idle_lookback_seconds": seconds(DEV_IDLE_LOOKBACK),
+        "dev_idle_range": f"[{DEV_IDLE_LOOKBACK}:{DEV_IDLE_STEP}]",
+        # Each dev environment pod with its idle timeout (seconds) as a label.
+        "dev_timeouts": (f"max by (namespace, pod, {timeout_label}) "
+                         f"(kube_pod_labels{{namespace=~{promql_string(team_ns_regex)}, {timeout_label}!=\"\"}})"),
         "pools": [{"name": pool.name, "max": pool.max} for pool in platform.gpu_pools],
     }
 

@@ -32,6 +32,7 @@ from components.platform.irsa import ServiceAccountRole
 from components.platform.monitoring_alerting import (
     ASG_NOTIFICATIONS,
     EKS_ALARMS,
+    HEARTBEAT_ALARM,
     SLACK_SECRET,
     SLACK_SECRET_KEY,
     alertmanager_config,
@@ -224,13 +225,15 @@ def rule_objects(spec: PlatformSpec) -> list[dict]:
 
 class Monitoring(pulumi.ComponentResource):
     """Creates `<name>-namespace` (`monitoring`), `<name>-alerts-key` (KMS), `<name>-alerts` (SNS topic
-    `<platform>-alerts`), `<name>-alerts-email-<i>` (email subscriptions), `<name>-am-irsa` (IRSA role
-    of Alertmanager: sns:Publish on the topic), `<name>-grafana-password` (RandomPassword),
+    `<platform>-alerts`), `<name>-heartbeat` (SNS topic `<platform>-heartbeat`: the Watchdog's),
+    `<name>-alerts-email-<i>` (email subscriptions), `<name>-am-irsa` (IRSA role of Alertmanager:
+    sns:Publish on the two topics), `<name>-grafana-password` (RandomPassword),
     `<name>-grafana-admin` and `<name>-alertmanager-config` (Secrets), `<name>-alertmanager-slack`
     (Secret; only with a Slack webhook, else None), `<name>-kube-prometheus-stack` and
     `<name>-dcgm-exporter` (Helm releases), `<name>-scrape` (ConfigGroup: ServiceMonitor and
     PodMonitor), `<name>-rules` (ConfigGroup: PrometheusRules and dashboards),
-    `<name>-<alarm>` (CloudWatch alarms on the control plane) and `<name>-gpu-launch-errors`
+    `<name>-<alarm>` (CloudWatch alarms on the control plane), `<name>-alerting-heartbeat` (CloudWatch
+    alarm: the heartbeat stopped) and `<name>-gpu-launch-errors`
     (Auto Scaling notifications of the GPU groups; None without GPU pools).
 
     Outputs: `prometheus_url`, `alert_topic_arn`.
@@ -254,15 +257,23 @@ class Monitoring(pulumi.ComponentResource):
         invoke = pulumi.InvokeOptions(parent=self)
         account = aws.get_caller_identity_output(opts=invoke).account_id
         partition = aws.get_partition_output(opts=invoke)
+        # The key policy names Auto Scaling's service-linked role, which AWS creates with the first
+        # Auto Scaling group (the GPU node groups' ones): KMS rejects a policy naming a principal that
+        # does not exist yet, so the key waits for the groups (and has no such statement without them).
+        groups = [group for _, group in sorted(gpu_node_groups.items())]
         self.alerts_key = aws.kms.Key(
             f"{name}-alerts-key",
-            description=f"Encryption at rest of the {spec.name} platform's alert topic",
+            description=f"Encryption at rest of the {spec.name} platform's alert topics",
             enable_key_rotation=True,
             policy=pulumi.Output.all(account, partition.partition, partition.dns_suffix, self.alertmanager_role.arn).apply(
-                lambda args: alerts_key_policy(args[0], args[1], region, args[2], args[3])),
-            opts=child)
+                lambda args: alerts_key_policy(args[0], args[1], region, args[2], args[3], autoscaling=bool(groups))),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=groups))
         self.alert_topic = aws.sns.Topic(f"{name}-alerts", name=f"{spec.name}-alerts",
                                          kms_master_key_id=self.alerts_key.arn, opts=child)
+        # Alertmanager's Watchdog heartbeat (dead man's switch); nobody subscribes, a CloudWatch
+        # alarm watches that it keeps being published to.
+        self.heartbeat_topic = aws.sns.Topic(f"{name}-heartbeat", name=f"{spec.name}-heartbeat",
+                                             kms_master_key_id=self.alerts_key.arn, opts=child)
         self.email_subscriptions = [
             aws.sns.TopicSubscription(f"{name}-alerts-email-{i}", topic=self.alert_topic.arn, protocol="email",
                                       endpoint=str(email), opts=child)
@@ -270,7 +281,8 @@ class Monitoring(pulumi.ComponentResource):
         ]
         self.alertmanager_policy = aws.iam.RolePolicy(
             f"{name}-am-irsa-publish", role=self.alertmanager_role.name,
-            policy=self.alert_topic.arn.apply(publish_policy), opts=child)
+            policy=pulumi.Output.all(self.alert_topic.arn, self.heartbeat_topic.arn).apply(lambda arns: publish_policy(*arns)),
+            opts=child)
 
         # --- in-cluster secrets ---
         self.namespace = k8s.core.v1.Namespace(
@@ -294,8 +306,8 @@ class Monitoring(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(name=ALERTMANAGER_CONFIG_SECRET, namespace=MONITORING_NAMESPACE,
                                                 labels=_labels(spec.name, "alertmanager")),
             type="Opaque",
-            string_data={ALERTMANAGER_CONFIG_KEY: self.alert_topic.arn.apply(
-                lambda arn: alertmanager_config(spec.name, region, arn, teams, slack))},
+            string_data={ALERTMANAGER_CONFIG_KEY: pulumi.Output.all(self.alert_topic.arn, self.heartbeat_topic.arn).apply(
+                lambda arns: alertmanager_config(spec.name, region, arns[0], teams, slack, heartbeat_topic_arn=arns[1]))},
             opts=in_namespace)
         self.alertmanager_slack = k8s.core.v1.Secret(
             f"{name}-alertmanager-slack",
@@ -336,8 +348,15 @@ class Monitoring(pulumi.ComponentResource):
                 ok_actions=[self.alert_topic.arn], opts=child)
             for alarm in EKS_ALARMS
         }
-        asg_names = [group.resources.apply(lambda resources: resources[0].autoscaling_groups[0].name)
-                     for _, group in sorted(gpu_node_groups.items())]
+        beat = HEARTBEAT_ALARM
+        self.heartbeat_alarm = aws.cloudwatch.MetricAlarm(
+            f"{name}-{beat.role}", name=f"{spec.name}-{beat.role}", namespace="AWS/SNS", metric_name=beat.metric,
+            dimensions={"TopicName": self.heartbeat_topic.name}, statistic=beat.statistic, period=beat.period,
+            evaluation_periods=beat.evaluation_periods, threshold=beat.threshold, comparison_operator=beat.comparison,
+            # No data is the failure this alarm is for.
+            treat_missing_data="breaching", alarm_description=beat.description,
+            alarm_actions=[self.alert_topic.arn], ok_actions=[self.alert_topic.arn], opts=child)
+        asg_names = [group.resources.apply(lambda resources: resources[0].autoscaling_groups[0].name) for group in groups]
         self.launch_errors = aws.autoscaling.Notification(
             f"{name}-gpu-launch-errors", group_names=asg_names, notifications=ASG_NOTIFICATIONS,
             topic_arn=self.alert_topic.arn, opts=child) if asg_names else None

@@ -38,14 +38,25 @@ SNS_PUBLISHER_KMS_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey*"]
 AUTOSCALING_ROLE_PATH = "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
 
 
+# The chart's Watchdog alert always fires: Alertmanager re-sends it to the heartbeat topic every
+# HEARTBEAT_REPEAT, and a CloudWatch alarm (HEARTBEAT_ALARM) pages the alert topic when the heartbeat
+# topic got nothing for HEARTBEAT_SILENCE_PERIODS * HEARTBEAT_PERIOD: a dead man's switch for the whole
+# Prometheus -> Alertmanager -> SNS chain (Prometheus down, Alertmanager down, IRSA broken).
+HEARTBEAT_REPEAT = "5m"
+HEARTBEAT_PERIOD = 300
+HEARTBEAT_SILENCE_PERIODS = 3
+
+
 def alertmanager_config(platform: str, region: str, topic_arn: str, teams: list[str],
-                        slack: bool) -> str:
+                        slack: bool, heartbeat_topic_arn: str) -> str:
     """Alertmanager's alertmanager.yaml: SNS for critical and warning, Slack too for critical (when
-    `slack`), one route per team, nothing for info."""
+    `slack`), one route per team, nothing for info; the Watchdog heartbeat to its own topic."""
     objects = render_template(
         "platform/alertmanager.yaml.j2",
         teams=sorted(teams),
         topic_arn=topic_arn,
+        heartbeat_topic_arn=heartbeat_topic_arn,
+        heartbeat_repeat=HEARTBEAT_REPEAT,
         region=region,
         subject=SUBJECT.replace("PLATFORM", platform),
         message=MESSAGE,
@@ -59,34 +70,42 @@ def alertmanager_config(platform: str, region: str, topic_arn: str, teams: list[
     return yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False)
 
 
-def publish_policy(topic_arn: str) -> str:
-    """Alertmanager's IRSA policy: publish to the alert topic, nothing else (the topic's key lets
-    the role encrypt through SNS by its key policy, `alerts_key_policy`)."""
+def publish_policy(topic_arn: str, heartbeat_topic_arn: str) -> str:
+    """Alertmanager's IRSA policy: publish to the alert and heartbeat topics, nothing else (the
+    topics' key lets the role encrypt through SNS by its key policy, `alerts_key_policy`)."""
     return json.dumps({
         "Version": "2012-10-17",
-        "Statement": [{"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic_arn}],
+        "Statement": [{"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish",
+                       "Resource": [topic_arn, heartbeat_topic_arn]}],
     }, sort_keys=True)
 
 
-def alerts_key_policy(account_id: str, partition: str, region: str, dns_suffix: str, publisher_role_arn: str) -> str:
-    """The alert topic's KMS key policy. An AWS managed key (alias/aws/sns) cannot be used: its policy
+def alerts_key_policy(account_id: str, partition: str, region: str, dns_suffix: str, publisher_role_arn: str,
+                      autoscaling: bool) -> str:
+    """The alert topics' KMS key policy. An AWS managed key (alias/aws/sns) cannot be used: its policy
     cannot admit CloudWatch or EC2 Auto Scaling, whose notifications to an encrypted topic would
     then be dropped. So: the account's IAM policies decide (the default statement), CloudWatch
-    alarms of this account and Auto Scaling's service-linked role may encrypt, and Alertmanager's
-    role may encrypt through SNS only."""
+    alarms of this account may encrypt, Auto Scaling's service-linked role too when `autoscaling`
+    (KMS rejects a policy naming a principal that does not exist, and that role exists only once an
+    Auto Scaling group has been made: the key then waits for the GPU node groups), and
+    Alertmanager's role may encrypt through SNS only."""
     via_sns = {"kms:ViaService": f"sns.{region}.{dns_suffix}"}
-    return json.dumps({"Version": "2012-10-17", "Statement": [
+    statements = [
         {"Sid": "EnableIamPolicies", "Effect": "Allow", "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
          "Action": "kms:*", "Resource": "*"},
         {"Sid": "CloudWatchAlarms", "Effect": "Allow", "Principal": {"Service": f"cloudwatch.{dns_suffix}"},
          "Action": SNS_PUBLISHER_KMS_ACTIONS, "Resource": "*",
          "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
-        {"Sid": "AutoScalingNotifications", "Effect": "Allow",
-         "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:{AUTOSCALING_ROLE_PATH}"},
-         "Action": SNS_PUBLISHER_KMS_ACTIONS, "Resource": "*", "Condition": {"StringEquals": via_sns}},
+    ]
+    if autoscaling:
+        statements.append(
+            {"Sid": "AutoScalingNotifications", "Effect": "Allow",
+             "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:{AUTOSCALING_ROLE_PATH}"},
+             "Action": SNS_PUBLISHER_KMS_ACTIONS, "Resource": "*", "Condition": {"StringEquals": via_sns}})
+    statements.append(
         {"Sid": "AlertmanagerViaSns", "Effect": "Allow", "Principal": {"AWS": publisher_role_arn},
-         "Action": SNS_PUBLISHER_KMS_ACTIONS, "Resource": "*", "Condition": {"StringEquals": via_sns}},
-    ]}, sort_keys=True)
+         "Action": SNS_PUBLISHER_KMS_ACTIONS, "Resource": "*", "Condition": {"StringEquals": via_sns}})
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
 
 
 # --- CloudWatch ----------------------------------------------------------------------------------
@@ -127,3 +146,12 @@ EKS_ALARMS = (
 # EC2 Auto Scaling notifications of the GPU groups: a launch that failed (no capacity, spot
 # interruption storm, quota) is the earliest sign that a pool cannot grow.
 ASG_NOTIFICATIONS = ["autoscaling:EC2_INSTANCE_LAUNCH_ERROR"]
+# The heartbeat alarm (AWS/SNS metrics of the heartbeat topic, dimension TopicName): no message
+# published for 15 minutes, or no data at all, means the alerting chain is down.
+HEARTBEAT_ALARM = Alarm(
+    "alerting-heartbeat", "NumberOfMessagesPublished", "Sum", HEARTBEAT_PERIOD, HEARTBEAT_SILENCE_PERIODS, 1,
+    "LessThanThreshold",
+    f"Alertmanager has not sent the Watchdog heartbeat for {HEARTBEAT_PERIOD * HEARTBEAT_SILENCE_PERIODS // 60} "
+    "minutes: Prometheus or Alertmanager is down, or Alertmanager cannot publish to SNS, and no alert reaches "
+    "anyone. Runbook: kubectl -n monitoring get pods; read the Alertmanager logs (sns errors mean its IRSA "
+    "role or the key policy); check the Prometheus UI's Alerts page for Watchdog.")

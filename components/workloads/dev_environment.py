@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from components.labels import IDLE_TIMEOUT_LABEL
 from components.render import RenderError, WorkloadContext, wrap_command
 from components.spec import (
     DEV_TENSORBOARD_CPU,
@@ -116,7 +117,8 @@ def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
         "command": command,
         "args": args,
         "env": env,
-        "labels": exposed_labels(shared, workload.expose),
+        # The idle timeout as a label: kube-state-metrics exports it, the idle alert reads it.
+        "labels": {**exposed_labels(shared, workload.expose), IDLE_TIMEOUT_LABEL: str(workload.idle_timeout)},
         "ports": [{"name": "http", "containerPort": JUPYTER_PORT, "protocol": "TCP"}],
         # /api answers without a token and does not count as activity, so probes never keep it awake.
         "readiness_probe": {"httpGet": {"path": "/api", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},

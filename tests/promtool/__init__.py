@@ -6,7 +6,8 @@ dcgm-exporter (Kubernetes mapping on, scraped by a ServiceMonitor with honorLabe
 a pod holds that pod's `namespace`, `pod`, `container`; a GPU no pod holds keeps the scrape
 target's own namespace/pod/container (the exporter's). Prometheus adds `instance`, `job`,
 `endpoint`, `service`. kube-state-metrics series carry `job="kube-state-metrics"` and the
-labels its docs list for each metric.
+labels its docs list for each metric. TF Serving's series of model services carry the target labels
+our PodMonitor gives them (`model_service_target`, built from the real scrape object).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 import yaml
 
 from components.monitoring.rules import rule_groups
+from components.platform.monitoring import scrape_objects
+from components.spec import load_platform
 
 NODE = "ip-10-40-1-23.us-west-2.compute.internal"
 NODE_2 = "ip-10-40-2-47.us-west-2.compute.internal"
@@ -26,6 +29,34 @@ EXPORTER_POD = "dcgm-exporter-9xk2m"
 EXPORTER_NAMESPACE = "cloudml-system"
 KSM = {"job": "kube-state-metrics", "instance": "10.40.0.12:8080", "container": "kube-state-metrics",
        "endpoint": "http", "service": "kube-prometheus-stack-kube-state-metrics"}
+
+
+def _meta_name(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label)
+
+
+def model_service_target(namespace: str, pod: str, workload: str, container: str = "serving",
+                         address: str = "10.40.1.40:8501") -> dict[str, str]:
+    """The target labels Prometheus gives a model-service pod's series through the platform-dev
+    PodMonitor (components.platform.monitoring.scrape_objects): prometheus-operator's defaults for a
+    PodMonitor endpoint (namespace, container, pod, job `<monitor namespace>/<monitor name>`,
+    endpoint = the port's name, instance = the address), then the endpoint's own relabelings
+    applied to the pod's labels (cloudml.io/team, cloudml.io/workload as render.py sets them)."""
+    from conftest import sample_config  # tests/ is on sys.path when the test modules import this
+
+    (monitor,) = [o for o in scrape_objects(load_platform(sample_config("platform-dev")["cloudml:platform"]))
+                  if o["kind"] == "PodMonitor"]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    pod_labels_ = {"cloudml.io/team": namespace.removeprefix("team-"), "cloudml.io/workload": workload,
+                   "app.kubernetes.io/component": "modelService"}
+    assert all(pod_labels_.get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    meta = {f"__meta_kubernetes_pod_label_{_meta_name(k)}": v for k, v in pod_labels_.items()}
+    labels = {"instance": address, "namespace": namespace, "container": container, "pod": pod,
+              "job": f"{monitor['metadata']['namespace']}/{monitor['metadata']['name']}", "endpoint": endpoint["port"]}
+    for relabel in endpoint.get("relabelings", []):
+        assert relabel.get("action", "replace") == "replace" and "regex" not in relabel, relabel
+        labels[relabel["targetLabel"]] = ";".join(meta.get(source, "") for source in relabel["sourceLabels"])
+    return labels
 
 
 def promtool() -> str:
@@ -68,12 +99,24 @@ def ksm(metric: str, values: str, **labels: str) -> dict:
     return {"series": series(metric, {**labels, **KSM}), "values": values}
 
 
-def pod_labels(namespace: str, pod: str, workload: str, component: str, values: str = "1x300") -> dict:
+def pod_labels(namespace: str, pod: str, workload: str, component: str, values: str = "1x300", **extra: str) -> dict:
     """kube_pod_labels of a cloudml workload pod (labels allowlisted in kube-state-metrics)."""
     team = namespace.removeprefix("team-")
     return ksm("kube_pod_labels", values, namespace=namespace, pod=pod, uid=f"uid-{pod}",
                label_app_kubernetes_io_component=component, label_cloudml_io_team=team,
-               label_cloudml_io_workload=workload)
+               label_cloudml_io_workload=workload, **extra)
+
+
+def dev_environment(namespace: str, pod: str, workload: str, idle_timeout: int, started: int = 0) -> list[dict]:
+    """kube-state-metrics series of a dev environment's pod: its labels (with its idle timeout in
+    seconds), its start time (Unix seconds), its owning Job, active."""
+    return [
+        pod_labels(namespace, pod, workload, "devEnvironment", label_cloudml_io_idle_timeout=str(idle_timeout)),
+        ksm("kube_pod_start_time", f"{started}x300", namespace=namespace, pod=pod, uid=f"uid-{pod}"),
+        ksm("kube_pod_owner", "1x300", namespace=namespace, pod=pod, uid=f"uid-{pod}", owner_kind="Job",
+            owner_name=workload, owner_is_controller="true"),
+        ksm("kube_job_status_active", "1x300", namespace=namespace, job_name=workload),
+    ]
 
 
 def rules_file(rules: list[dict], path: Path, keep_annotations: tuple[str, ...] = ("summary",)) -> Path:

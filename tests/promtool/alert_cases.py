@@ -1,11 +1,11 @@
 """`promtool test rules` cases for every alert, against the platform-dev sample stack's rules
-(default thresholds: 85 C, idle under 5% for 2h, dev environments idle 3h, pools a10g max 4 and
+(default thresholds: 85 C, idle under 5% for 2h, dev environments 1h past their own timeout, pools a10g max 4 and
 l4-spot max 8). Each alert has a case where it fires on a bad series and one where it stays silent
 on healthy (or deliberately near-miss) series."""
 
 from __future__ import annotations
 
-from promtool import KSM, NODE, NODE_2, dcgm, gpu_labels, ksm, pod_labels, series
+from promtool import KSM, NODE, NODE_2, dcgm, dev_environment, gpu_labels, ksm, model_service_target, pod_labels, series
 
 TEAM = {"namespace": "team-vision", "team": "vision"}
 TRAINER_POD = "resnet-baseline-x7k2p"
@@ -43,6 +43,12 @@ def gpu_cases() -> list[dict]:
         case("GPU shows up with an XID code", "GpuXidError", "14m",
              [dcgm("DCGM_FI_DEV_XID_ERRORS", "_x12 48x10", gpu=1, namespace=None)],
              [fired(f"GPU 1 on {NODE} reported XID 48", severity="critical", **spare)]),
+        # The XID kills the pod: the GPU's series moves from the pod's labels to the exporter's.
+        case("XID kills the pod: series moves to the exporter's labels", "GpuXidError", "21m",
+             [dcgm("DCGM_FI_DEV_XID_ERRORS", "0x19 _x10"), dcgm("DCGM_FI_DEV_XID_ERRORS", "_x20 79x10", namespace=None)],
+             [fired(f"GPU 0 on {NODE} reported XID 79", severity="critical", **gpu_labels(namespace=None))]),
+        case("pod gone, same XID code kept under the exporter's labels", "GpuXidError", "25m",
+             [dcgm("DCGM_FI_DEV_XID_ERRORS", "43x19 _x10"), dcgm("DCGM_FI_DEV_XID_ERRORS", "_x20 43x10", namespace=None)], []),
         case("an old, unchanged XID code and a clean GPU", "GpuXidError", "25m",
              [dcgm("DCGM_FI_DEV_XID_ERRORS", "43x30"), dcgm("DCGM_FI_DEV_XID_ERRORS", "0x30", gpu=1, namespace=None)], []),
         case("GPU hot for 10 minutes", "GpuTemperatureHigh", "15m", [dcgm("DCGM_FI_DEV_GPU_TEMP", "90x20")],
@@ -60,6 +66,10 @@ def gpu_cases() -> list[dict]:
             dcgm("DCGM_FI_DEV_GPU_UTIL", "0x150", gpu=1, namespace=None),
             dcgm("DCGM_FI_DEV_GPU_UTIL", "50x150"),
             dcgm("DCGM_FI_DEV_GPU_UTIL", "80x25 2x125", gpu=2, pod="resnet-sweep-0-q8w2e"),
+        ], []),
+        case("dev environment idle 2h (its own timeout applies)", "GpuAllocatedButIdle", "125m", [
+            *dev_environment("team-vision", "bob-7wq2n", "bob", idle_timeout=8 * 3600),
+            dcgm("DCGM_FI_DEV_GPU_UTIL", "0x150", pod="bob-7wq2n", container="jupyter"),
         ], []),
     ]
 
@@ -137,13 +147,11 @@ def workload_cases() -> list[dict]:
                   owner_name=job["job_name"], owner_is_controller="true") for p in workers]
     active = ksm("kube_job_status_active", "2x60", **job)
     dev_pod = "alice-4kq9z"
-    dev = [pod_labels("team-vision", dev_pod, "alice", "devEnvironment"),
-           ksm("kube_pod_owner", "1x300", namespace="team-vision", pod=dev_pod, uid="uid-alice", owner_kind="Job",
-               owner_name="alice", owner_is_controller="true"),
-           ksm("kube_job_status_active", "1x300", namespace="team-vision", job_name="alice")]
+    dev = dev_environment("team-vision", dev_pod, "alice", idle_timeout=7200)  # the default 2h
+    long_pod = "bob-7wq2n"
+    long_dev = dev_environment("team-vision", long_pod, "bob", idle_timeout=8 * 3600)
     failed = {"namespace": "team-vision", "job_name": "resnet-baseline-29012345"}
-    serving = {"namespace": "team-vision", "pod": SERVICE_POD, "container": "serving", "instance": "10.40.1.40:8501",
-               "job": "resnet", "endpoint": "http", "service": "resnet"}
+    serving = model_service_target("team-vision", SERVICE_POD, "resnet")
     labels = pod_labels("team-vision", SERVICE_POD, "resnet", "modelService")
 
     def requests(ok: str, errors: str) -> list[dict]:
@@ -160,7 +168,7 @@ def workload_cases() -> list[dict]:
 
     return [
         case("team at 100% of its GPU quota", "TeamNearGpuQuota", "16m", quota("team-nlp", "8x20", "8x20"),
-             [fired("Team nlp uses 100% of its GPU quota", severity="info", namespace="team-nlp", team="nlp",
+             [fired("Team nlp uses 100% of its GPU quota", severity="warning", namespace="team-nlp", team="nlp",
                     resourcequota="gpu-quota", resource="requests.nvidia.com/gpu", **KSM)]),
         case("team at 87.5% of its quota; team with quota 0", "TeamNearGpuQuota", "16m",
              quota("team-nlp", "7x20", "8x20") + quota("team-vision", "0x20", "0x20"), []),
@@ -182,12 +190,13 @@ def workload_cases() -> list[dict]:
         case("model service p99 latency 2.28 s", "ModelServiceLatencyHigh", "20m", [labels, *latency(slow=True)],
              [fired("Model service team-vision/resnet p99 latency 2.284s", severity="warning", **TEAM, workload="resnet")]),
         case("model service p99 latency 0.7 s", "ModelServiceLatencyHigh", "20m", [labels, *latency(slow=False)], []),
-        case("dev environment GPU idle for 3h", "DevEnvironmentIdlePastTimeout", "185m",
+        case("2h dev environment's GPU idle for 3h05m (timeout + 1h passed)", "DevEnvironmentIdlePastTimeout", "185m",
              [*dev, dcgm("DCGM_FI_DEV_GPU_UTIL", "0x200", pod=dev_pod, container="jupyter")],
-             [fired("Dev environment team-vision/alice idle for 3h and still running", severity="warning", **TEAM,
+             [fired("Dev environment team-vision/alice idle for 3h 5m 0s and still running", severity="warning", **TEAM,
                     pod=dev_pod, workload="alice")]),
-        case("dev environment idle 2h50m; training pod idle 3h", "DevEnvironmentIdlePastTimeout", "185m", [
+        case("2h environment idle 2h50m; 8h environment idle 3h05m; training pod idle 3h", "DevEnvironmentIdlePastTimeout", "185m", [
             *dev, dcgm("DCGM_FI_DEV_GPU_UTIL", "50x15 0x185", pod=dev_pod, container="jupyter"),
+            *long_dev, dcgm("DCGM_FI_DEV_GPU_UTIL", "0x200", gpu=2, pod=long_pod, container="jupyter"),
             pod_labels("team-vision", TRAINER_POD, "resnet-baseline", "training"), dcgm("DCGM_FI_DEV_GPU_UTIL", "0x200", gpu=1),
         ], []),
     ]

@@ -5,7 +5,7 @@ against synthetic series with the real label sets; each must return exactly the 
 from __future__ import annotations
 
 from components.workloads.model_service import gpu_utilization_query, request_rate_query
-from promtool import NODE, NODE_2, dcgm, ksm, pod_labels, series
+from promtool import NODE, NODE_2, dcgm, ksm, model_service_target, pod_labels, series
 
 VISION_PODS = ("resnet-7d9f8c6b5-abcde", "resnet-7d9f8c6b5-fghij")
 NLP_POD = "bert-train-x2k9q"
@@ -95,8 +95,8 @@ def owner(namespace: str, pod: str, kind: str, name: str) -> dict:
 
 
 def serving_requests(pod: str, per_minute: int, namespace: str = "team-vision") -> dict:
-    labels = {"namespace": namespace, "pod": pod, "container": "serving", "instance": "10.40.1.40:8501",
-              "job": "team-vision/resnet", "endpoint": "http", "model_name": "resnet", "status": "OK"}
+    workload = pod.rsplit("-", 2)[0]  # the Deployment's name: pod <deployment>-<hash>-<suffix>
+    labels = {**model_service_target(namespace, pod, workload), "model_name": "resnet", "status": "OK"}
     return {"series": series(":tensorflow:serving:request_count", labels), "values": f"0+{per_minute}x10"}
 
 
