@@ -298,6 +298,10 @@ class TenantSpec(Model):
     load_balancers: Count = Field(2, description="LoadBalancer Services the team may create.")
     default_container_cpu: CpuQuantity = Field("1", description="CPU request and limit of a container that sets none (LimitRange).")
     default_container_memory: MemoryQuantity = Field("2Gi", description="Memory request and limit of a container that sets none (LimitRange).")
+    alert_emails: list[Email] = Field(
+        default_factory=list,
+        description="Emails that receive this team's alerts (its own SNS topic); the platform's alertEmails get every alert.",
+    )
 
 
 class PlatformSpec(Model):
@@ -513,13 +517,34 @@ class DistributedTrainingWorkload(ModelOutput, WorkloadBase):
         return sum(self.gpus_of(task) * n for task, n in self.replicas.items())
 
 
+Number = Annotated[float, pydantic.Strict()] | Annotated[int, pydantic.Strict()]
+
+
+class ScaleToZeroSpec(Model):
+    """Scale a model service to zero replicas when idle, and wake it on a metric that exists while it
+    has none. Its own GPU and request metrics vanish with its last pod, so the wake-up signal must come
+    from elsewhere: a caller's or a gateway's request rate for this service, a queue's length."""
+
+    activation_query: str = Field(
+        min_length=1, max_length=4000,
+        description="PromQL returning one value, measured while the service has no replicas (e.g. a gateway's "
+        "request rate to it). Requests sent while it is at zero fail until the first replica is ready.",
+    )
+    activation_threshold: Number = Field(
+        0, ge=0, description="Wake the service from zero when the query's value exceeds this."
+    )
+    threshold: Number = Field(
+        gt=0, description="While running, also scale on the query: its target value per replica."
+    )
+
+
 class AutoscaleSpec(Model):
     """KEDA autoscaling of a model service on its GPU utilization (and optionally request rate)."""
 
-    min_replicas: PositiveCount = Field(1, le=100, description="Fewest replicas.")
+    min_replicas: Count = Field(1, le=100, description="Fewest replicas; 0 only with scaleToZero.")
     max_replicas: PositiveCount = Field(le=100, description="Most replicas; with the GPUs per replica this counts against the quota.")
     gpu_utilization: StrictInt = Field(70, ge=1, le=100, description="Target average GPU utilization (%) of the service's pods.")
-    requests_per_second: Annotated[float, pydantic.Strict()] | Annotated[int, pydantic.Strict()] | None = Field(
+    requests_per_second: Number | None = Field(
         None, gt=0, description="Also scale on TF Serving requests per second per replica (target). Default: GPU only."
     )
     # The HPA API caps stabilization windows at one hour.
@@ -529,6 +554,23 @@ class AutoscaleSpec(Model):
     scale_down_stabilization: Duration = Field(
         300, le=3600, description="Scale down only to the highest recommendation of this window (at most 1h)."
     )
+    scale_to_zero: ScaleToZeroSpec | None = Field(
+        None, validate_default=True,
+        description="Go down to zero replicas when idle, woken by an activation query (needs minReplicas: 0). Default: off.",
+    )
+
+    @field_validator("scale_to_zero")
+    @classmethod
+    def _zero_needs_activation(cls, value: ScaleToZeroSpec | None, info: ValidationInfo) -> ScaleToZeroSpec | None:
+        low = info.data.get("min_replicas")
+        if low == 0 and value is None:
+            raise problem(
+                "minReplicas is 0, but nothing would wake the service: its own metrics vanish with its last replica",
+                "add scaleToZero with an activationQuery measured outside the service, or set minReplicas to 1 or more",
+            )
+        if value is not None and low not in (None, 0):
+            raise problem(f"is set, but minReplicas is {low}", "set minReplicas: 0 to let the service scale to zero")
+        return value
 
     @field_validator("max_replicas")
     @classmethod

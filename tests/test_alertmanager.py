@@ -24,6 +24,8 @@ from components.platform.monitoring_alerting import (
 TOPIC = "arn:aws:sns:us-west-2:111122223333:ml-dev-alerts"
 HEARTBEAT = "arn:aws:sns:us-west-2:111122223333:ml-dev-heartbeat"
 TEAMS = ["vision", "nlp"]
+VISION_TOPIC = "arn:aws:sns:us-west-2:111122223333:ml-dev-alerts-vision"
+TEAM_TOPICS = {"vision": VISION_TOPIC}  # nlp has no alertEmails of its own
 
 
 def amtool() -> str:
@@ -42,7 +44,8 @@ def run_amtool(*args: str) -> str:
 @pytest.fixture(params=[False, True], ids=["sns-only", "sns-and-slack"])
 def config_file(request, tmp_path) -> Path:
     path = tmp_path / "alertmanager.yaml"
-    path.write_text(alertmanager_config("ml-dev", "us-west-2", TOPIC, TEAMS, slack=request.param, heartbeat_topic_arn=HEARTBEAT), encoding="utf-8")
+    path.write_text(alertmanager_config("ml-dev", "us-west-2", TOPIC, TEAMS, slack=request.param, heartbeat_topic_arn=HEARTBEAT,
+                                       team_topics=TEAM_TOPICS), encoding="utf-8")
     return path
 
 
@@ -58,14 +61,18 @@ def receiver(config_file: Path, *labels: str) -> str:
 
 def test_routes_by_severity_and_team(config_file):
     """critical -> SNS (+ Slack when configured), warning -> SNS, info and the chart's InfoInhibitor ->
-    nowhere; for each team, for a team not listed and for platform alerts without a team; the
-    chart's Watchdog -> the heartbeat topic."""
+    nowhere; for each team, for a team not listed and for platform alerts without a team; a team
+    with its own topic (vision) gets its critical and warning alerts there too, before the platform's
+    receiver; the chart's Watchdog -> the heartbeat topic."""
     slack = "slack_configs" in config_file.read_text(encoding="utf-8")
     critical = "critical" if slack else "sns"
     for team in [*TEAMS, "unlisted", None]:
         team_label = [f"team={team}"] if team else []
-        assert receiver(config_file, "alertname=GpuTemperatureHigh", "severity=critical", *team_label) == critical, team
-        assert receiver(config_file, "alertname=GpuMemoryNearlyFull", "severity=warning", *team_label) == "sns", team
+        own = ["team-vision"] if team == "vision" else []
+        assert receiver(config_file, "alertname=GpuTemperatureHigh", "severity=critical", *team_label) == \
+            ",".join([*own, critical]), team
+        assert receiver(config_file, "alertname=GpuMemoryNearlyFull", "severity=warning", *team_label) == \
+            ",".join([*own, "sns"]), team
         assert receiver(config_file, "alertname=GpuIdle", "severity=info", *team_label) == "null", team
     assert receiver(config_file, "alertname=Watchdog", "severity=none") == "heartbeat"
     assert receiver(config_file, "alertname=InfoInhibitor", "severity=none") == "null"
@@ -74,12 +81,22 @@ def test_routes_by_severity_and_team(config_file):
 def test_config_structure():
     """Grouped by alertname and team; one child route per team; the SNS receiver signs with the
     region and no static keys; Slack's webhook is read from the mounted Secret's file."""
-    config = yaml.safe_load(alertmanager_config("ml-dev", "us-west-2", TOPIC, TEAMS, slack=True, heartbeat_topic_arn=HEARTBEAT))
+    config = yaml.safe_load(alertmanager_config("ml-dev", "us-west-2", TOPIC, TEAMS, slack=True, heartbeat_topic_arn=HEARTBEAT,
+                                                team_topics=TEAM_TOPICS))
     assert config["route"]["group_by"] == ["alertname", "team"]
     team_routes = [r["matchers"] for r in config["route"]["routes"] if "routes" in r]
     assert team_routes == [['team = "nlp"'], ['team = "vision"']]
+    # vision's own route comes right before its platform route and continues to it.
+    (own,) = [r for r in config["route"]["routes"] if r.get("receiver") == "team-vision"]
+    assert own == {"receiver": "team-vision", "matchers": ['team = "vision"', 'severity =~ "critical|warning"'],
+                   "continue": True}
+    routes = config["route"]["routes"]
+    assert routes[routes.index(own) + 1]["matchers"] == ['team = "vision"']
     receivers = {r["name"]: r for r in config["receivers"]}
-    assert set(receivers) == {"null", "sns", "critical", "heartbeat"}
+    assert set(receivers) == {"null", "sns", "critical", "heartbeat", "team-vision"}
+    (team_sns,) = receivers["team-vision"]["sns_configs"]
+    assert team_sns["topic_arn"] == VISION_TOPIC and team_sns["sigv4"] == {"region": "us-west-2"}
+    assert "slack_configs" not in receivers["team-vision"]
     (watchdog,) = [r for r in config["route"]["routes"] if r["matchers"] == ['alertname = "Watchdog"']]
     assert (watchdog["receiver"], watchdog["repeat_interval"], watchdog["group_interval"]) == ("heartbeat", "5m", "1m")
     (beat,) = receivers["heartbeat"]["sns_configs"]
@@ -130,6 +147,19 @@ def test_publish_policy_is_one_action_on_two_topics():
     """sns:Publish on exactly the alert and heartbeat topics, nothing else."""
     assert json.loads(publish_policy(TOPIC, HEARTBEAT)) == {"Version": "2012-10-17", "Statement": [
         {"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish", "Resource": [TOPIC, HEARTBEAT]}]}
+
+
+def test_publish_policy_adds_the_team_topics():
+    """The teams' own topics join the Resource list, still sns:Publish only."""
+    assert json.loads(publish_policy(TOPIC, HEARTBEAT, [VISION_TOPIC])) == {"Version": "2012-10-17", "Statement": [
+        {"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish", "Resource": [TOPIC, HEARTBEAT, VISION_TOPIC]}]}
+
+
+def test_team_topics_need_a_team_route():
+    """A topic for a team the routes do not list would never get an alert: refused."""
+    with pytest.raises(ValueError, match=r"\['ml'\]"):
+        alertmanager_config("ml-dev", "us-west-2", TOPIC, TEAMS, slack=False, heartbeat_topic_arn=HEARTBEAT,
+                            team_topics={"ml": VISION_TOPIC})
 
 
 # --- scripts/install-prometheus-tools, with fake apt-get, systemctl and id ----------------------

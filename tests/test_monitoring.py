@@ -13,6 +13,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pytest
+import yaml
 from conftest import run_components, sample_config
 from k8s_schema import schema_errors
 
@@ -33,6 +34,7 @@ PROVIDER_ARN = "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-west-2.amazo
 ISSUER = "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"
 TOPIC_ARN = "arn:aws:sns:us-west-2:111122223333:ml-dev-alerts"
 HEARTBEAT_ARN = "arn:aws:sns:us-west-2:111122223333:ml-dev-heartbeat"
+VISION_TOPIC_ARN = "arn:aws:sns:us-west-2:111122223333:ml-dev-alerts-vision"
 SYSTEM_POOL = {"cloudml.io/pool": "system"}
 SLACK_URL = "https://hooks.slack.com/services/T000/B000/XXXXXXXX"
 
@@ -61,6 +63,7 @@ def build(raw: dict | None = None) -> tuple[dict[str, dict], dict]:
                                 region="us-west-2", gpu_node_groups=groups, oidc_provider_arn=PROVIDER_ARN,
                                 oidc_issuer_url=ISSUER, after=[after])
         monitoring.alertmanager_role.arn.apply(lambda arn: seen.__setitem__("role", arn))
+        monitoring.alertmanager_config.string_data.apply(lambda data: seen.__setitem__("alertmanager", data))
         assert monitoring.prometheus_url == PROMETHEUS_URL
 
     return run_components(program), seen
@@ -76,7 +79,8 @@ def values(resources: dict, role: str) -> dict:
 
 
 def test_children_are_exactly_these(sample):
-    """The sample platform (one alert email, no Slack, two GPU pools) gets exactly these children."""
+    """The sample platform (one alert email, vision with one of its own, no Slack, two GPU pools) gets
+    exactly these children."""
     resources, _ = sample
     children = {n: r["type"] for n, r in resources.items() if n.startswith(NAME)}
     assert children == {
@@ -88,6 +92,8 @@ def test_children_are_exactly_these(sample):
         f"{NAME}-alerts": "aws:sns/topic:Topic",
         f"{NAME}-heartbeat": "aws:sns/topic:Topic",
         f"{NAME}-alerts-email-0": "aws:sns/topicSubscription:TopicSubscription",
+        f"{NAME}-team-alerts-vision": "aws:sns/topic:Topic",
+        f"{NAME}-team-alerts-vision-email-0": "aws:sns/topicSubscription:TopicSubscription",
         f"{NAME}-namespace": "kubernetes:core/v1:Namespace",
         f"{NAME}-grafana-password": "random:index/randomPassword:RandomPassword",
         f"{NAME}-grafana-admin": "kubernetes:core/v1:Secret",
@@ -189,17 +195,51 @@ def test_alert_topic_is_encrypted_and_subscribed(sample):
     assert subscriptions == [{"topic": TOPIC_ARN, "protocol": "email", "endpoint": "ml-oncall@example.com"}]
 
 
+def test_teams_with_alert_emails_get_their_own_topic(sample):
+    """vision (alertEmails) gets topic `<platform>-alerts-vision`, encrypted with the alert topics' key,
+    one email subscription per address; nlp (none) gets no topic; Alertmanager's config sends vision's
+    alerts to receiver team-vision on that topic."""
+    resources, seen = sample
+    topics = {r["inputs"]["name"]: r["inputs"] for r in resources.values() if r["type"] == "aws:sns/topic:Topic"}
+    assert sorted(topics) == ["ml-dev-alerts", "ml-dev-alerts-vision", "ml-dev-heartbeat"]
+    assert topics["ml-dev-alerts-vision"]["kmsMasterKeyId"] == topics["ml-dev-alerts"]["kmsMasterKeyId"]
+    assert topics["ml-dev-alerts-vision"]["kmsMasterKeyId"].startswith("arn:aws:kms:us-west-2:111122223333:key/")
+    subscriptions = [r["inputs"] for n, r in resources.items() if n.startswith(f"{NAME}-team-alerts-vision-email-")]
+    assert subscriptions == [{"topic": VISION_TOPIC_ARN, "protocol": "email", "endpoint": "vision-oncall@example.com"}]
+    config = yaml.safe_load(seen["alertmanager"]["alertmanager.yaml"])
+    receivers = {r["name"]: r for r in config["receivers"]}
+    assert [c["topic_arn"] for c in receivers["team-vision"]["sns_configs"]] == [VISION_TOPIC_ARN]
+    assert not [name for name in receivers if name.startswith("team-") and name != "team-vision"]
+
+
+def test_team_topics_follow_the_config():
+    """Every team with alertEmails gets a topic with one subscription per address; none without."""
+    raw = platform_raw()
+    raw["teams"]["nlp"]["alertEmails"] = ["nlp-a@example.com", "nlp-b@example.com"]
+    del raw["teams"]["vision"]["alertEmails"]
+    resources, _ = build(raw)
+    topics = sorted(r["inputs"]["name"] for r in resources.values() if r["type"] == "aws:sns/topic:Topic")
+    assert topics == ["ml-dev-alerts", "ml-dev-alerts-nlp", "ml-dev-heartbeat"]
+    subscriptions = sorted((r["inputs"]["topic"], r["inputs"]["endpoint"]) for n, r in resources.items()
+                     if n.startswith(f"{NAME}-team-alerts-")
+                     and r["type"] == "aws:sns/topicSubscription:TopicSubscription")
+    nlp = "arn:aws:sns:us-west-2:111122223333:ml-dev-alerts-nlp"
+    assert subscriptions == [(nlp, "nlp-a@example.com"), (nlp, "nlp-b@example.com")]
+    policy = json.loads(resources[f"{NAME}-am-irsa-publish"]["inputs"]["policy"])
+    assert policy["Statement"][0]["Resource"] == [TOPIC_ARN, HEARTBEAT_ARN, nlp]
+
+
 def test_alertmanager_may_only_publish_to_the_topic(sample):
     """Alertmanager's role: assumable only by monitoring/kube-prometheus-stack-alertmanager (the
-    service account the chart creates, annotated with the role), allowed sns:Publish on the one
-    topic; its KMS use is granted by the key policy, through SNS only."""
+    service account the chart creates, annotated with the role), allowed sns:Publish on the
+    topics (alert, heartbeat, vision's own); its KMS use is granted by the key policy, through SNS only."""
     resources, seen = sample
     role = resources[f"{NAME}-am-irsa-role"]["inputs"]
     assert json.loads(role["assumeRolePolicy"]) == json.loads(
         trust_policy(PROVIDER_ARN, ISSUER, "monitoring", "kube-prometheus-stack-alertmanager"))
     policy = json.loads(resources[f"{NAME}-am-irsa-publish"]["inputs"]["policy"])
     assert policy["Statement"] == [{"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish",
-                                    "Resource": [TOPIC_ARN, HEARTBEAT_ARN]}]
+                                    "Resource": [TOPIC_ARN, HEARTBEAT_ARN, VISION_TOPIC_ARN]}]
     account = values(resources, "kube-prometheus-stack")["alertmanager"]["serviceAccount"]
     assert account == {"create": True, "name": "kube-prometheus-stack-alertmanager",
                        "annotations": {"eks.amazonaws.com/role-arn": seen["role"]}}

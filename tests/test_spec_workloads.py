@@ -159,6 +159,20 @@ ROWS = [
         id="autoscale-max-below-min",
     ),
     pytest.param(
+        {**SERVE, "autoscale": {"minReplicas": 0, "maxReplicas": 2}},
+        [f"{W0}.autoscale.scaleToZero: minReplicas is 0, but nothing would wake the service: its own metrics vanish "
+         "with its last replica. Fix: add scaleToZero with an activationQuery measured outside the service, or set "
+         "minReplicas to 1 or more"],
+        id="zero-replicas-without-activation",
+    ),
+    pytest.param(
+        {**SERVE, "autoscale": {"minReplicas": 1, "maxReplicas": 2,
+                                "scaleToZero": {"activationQuery": "sum(x)", "threshold": 5}}},
+        [f"{W0}.autoscale.scaleToZero: is set, but minReplicas is 1. Fix: set minReplicas: 0 to let the service "
+         "scale to zero"],
+        id="scale-to-zero-with-a-floor",
+    ),
+    pytest.param(
         {**SERVE, "sourceCidrs": ["203.0.113.0/24"]},
         [f'{W0}.sourceCidrs: is only used with expose: internet (got ["203.0.113.0/24"]). Fix: remove sourceCidrs, '
          "or set expose: internet"],

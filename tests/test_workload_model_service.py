@@ -371,3 +371,26 @@ def test_without_a_models_volume_rendering_stops():
 def test_autoscale_without_prometheus_stops():
     with pytest.raises(RenderError, match="prometheusUrl"):
         render_workload(service(autoscale={"maxReplicas": 2}), view=platform_view(prometheusUrl=None))
+
+
+WAKE_QUERY = 'sum(rate(gateway_requests_total{route="resnet"}[2m]))'
+
+
+def test_scale_to_zero_wakes_on_the_activation_query_and_scales_on_it_while_running():
+    """minReplicas 0 with scaleToZero: KEDA may go to zero replicas; the activation query (measured outside
+    the service, since its own metrics vanish with its last pod) wakes it past activationThreshold, and
+    scales it per replica on `threshold` while it runs, beside the GPU trigger."""
+    scaled = render(gpus=1, autoscale={"minReplicas": 0, "maxReplicas": 4, "scaleToZero": {
+        "activationQuery": WAKE_QUERY, "activationThreshold": 0.5, "threshold": 10}})["ScaledObject"][0]
+    assert schema_errors(scaled) == []
+    assert scaled["spec"]["minReplicaCount"] == 0 and scaled["spec"]["maxReplicaCount"] == 4
+    gpu, wake = scaled["spec"]["triggers"]
+    assert gpu["metadata"]["threshold"] == "70"
+    assert wake == {"type": "prometheus", "metricType": "AverageValue", "metadata": {
+        "serverAddress": PROMETHEUS_URL, "query": WAKE_QUERY, "threshold": "10", "activationThreshold": "0.5"}}
+
+
+def test_without_scale_to_zero_there_is_no_activation_trigger_and_at_least_one_replica():
+    scaled = render(gpus=1, autoscale={"maxReplicas": 4})["ScaledObject"][0]
+    assert scaled["spec"]["minReplicaCount"] == 1
+    assert [t["metadata"].get("activationThreshold") for t in scaled["spec"]["triggers"]] == [None]

@@ -1,7 +1,8 @@
 """The platform's monitoring: kube-prometheus-stack (Prometheus, Alertmanager, Grafana) and the NVIDIA
 dcgm-exporter as pinned Helm releases (versions.py), the scrape objects cloudml owns (dcgm-exporter's
 ServiceMonitor, the model services' PodMonitor), the alert rules and dashboards
-(components.monitoring), alert routing to an encrypted SNS topic (and optionally Slack), and the
+(components.monitoring), alert routing to an encrypted SNS topic (and optionally Slack; teams with
+their own alertEmails also to a topic of their own), and the
 CloudWatch alarms for what Prometheus cannot see.
 
 Namespaces: the stack runs in `monitoring` (Pod Security `baseline`, warned at `restricted`; team
@@ -226,8 +227,9 @@ def rule_objects(spec: PlatformSpec) -> list[dict]:
 class Monitoring(pulumi.ComponentResource):
     """Creates `<name>-namespace` (`monitoring`), `<name>-alerts-key` (KMS), `<name>-alerts` (SNS topic
     `<platform>-alerts`), `<name>-heartbeat` (SNS topic `<platform>-heartbeat`: the Watchdog's),
-    `<name>-alerts-email-<i>` (email subscriptions), `<name>-am-irsa` (IRSA role of Alertmanager:
-    sns:Publish on the two topics), `<name>-grafana-password` (RandomPassword),
+    `<name>-alerts-email-<i>` (email subscriptions), `<name>-team-alerts-<team>` (SNS topic
+    `<platform>-alerts-<team>`, for each team with alertEmails) with `<name>-team-alerts-<team>-email-<i>`,
+    `<name>-am-irsa` (IRSA role of Alertmanager: sns:Publish on those topics), `<name>-grafana-password` (RandomPassword),
     `<name>-grafana-admin` and `<name>-alertmanager-config` (Secrets), `<name>-alertmanager-slack`
     (Secret; only with a Slack webhook, else None), `<name>-kube-prometheus-stack` and
     `<name>-dcgm-exporter` (Helm releases), `<name>-scrape` (ConfigGroup: ServiceMonitor and
@@ -279,9 +281,24 @@ class Monitoring(pulumi.ComponentResource):
                                       endpoint=str(email), opts=child)
             for i, email in enumerate(spec.monitoring.alert_emails)
         ]
+        # Teams with their own alertEmails get their own topic (same key, so the key policy already
+        # admits Alertmanager and nobody else new); the platform's topic still gets every alert.
+        alert_teams = sorted(team for team, tenant in spec.teams.items() if tenant.alert_emails)
+        self.team_topics = {
+            team: aws.sns.Topic(f"{name}-team-alerts-{team}", name=f"{spec.name}-alerts-{team}",
+                                kms_master_key_id=self.alerts_key.arn, opts=child)
+            for team in alert_teams
+        }
+        self.team_email_subscriptions = [
+            aws.sns.TopicSubscription(f"{name}-team-alerts-{team}-email-{i}", topic=self.team_topics[team].arn,
+                                      protocol="email", endpoint=str(email), opts=child)
+            for team in alert_teams for i, email in enumerate(spec.teams[team].alert_emails)
+        ]
+        team_topic_arns = [self.team_topics[team].arn for team in alert_teams]
         self.alertmanager_policy = aws.iam.RolePolicy(
             f"{name}-am-irsa-publish", role=self.alertmanager_role.name,
-            policy=pulumi.Output.all(self.alert_topic.arn, self.heartbeat_topic.arn).apply(lambda arns: publish_policy(*arns)),
+            policy=pulumi.Output.all(self.alert_topic.arn, self.heartbeat_topic.arn, *team_topic_arns).apply(
+                lambda arns: publish_policy(arns[0], arns[1], list(arns[2:]))),
             opts=child)
 
         # --- in-cluster secrets ---
@@ -306,8 +323,10 @@ class Monitoring(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(name=ALERTMANAGER_CONFIG_SECRET, namespace=MONITORING_NAMESPACE,
                                                 labels=_labels(spec.name, "alertmanager")),
             type="Opaque",
-            string_data={ALERTMANAGER_CONFIG_KEY: pulumi.Output.all(self.alert_topic.arn, self.heartbeat_topic.arn).apply(
-                lambda arns: alertmanager_config(spec.name, region, arns[0], teams, slack, heartbeat_topic_arn=arns[1]))},
+            string_data={ALERTMANAGER_CONFIG_KEY: pulumi.Output.all(self.alert_topic.arn, self.heartbeat_topic.arn,
+                                                                    *team_topic_arns).apply(
+                lambda arns: alertmanager_config(spec.name, region, arns[0], teams, slack, heartbeat_topic_arn=arns[1],
+                                                 team_topics=dict(zip(alert_teams, arns[2:]))))},
             opts=in_namespace)
         self.alertmanager_slack = k8s.core.v1.Secret(
             f"{name}-alertmanager-slack",

@@ -48,12 +48,19 @@ HEARTBEAT_SILENCE_PERIODS = 3
 
 
 def alertmanager_config(platform: str, region: str, topic_arn: str, teams: list[str],
-                        slack: bool, heartbeat_topic_arn: str) -> str:
+                        slack: bool, heartbeat_topic_arn: str, team_topics: dict[str, str] | None = None) -> str:
     """Alertmanager's alertmanager.yaml: SNS for critical and warning, Slack too for critical (when
-    `slack`), one route per team, nothing for info; the Watchdog heartbeat to its own topic."""
+    `slack`), one route per team, nothing for info; the Watchdog heartbeat to its own topic.
+    `team_topics` (team -> topic ARN): those teams' critical and warning alerts also go to receiver
+    `team-<team>` on their own topic, and still to the platform's receivers."""
+    team_topics = team_topics or {}
+    unknown = sorted(set(team_topics) - set(teams))
+    if unknown:
+        raise ValueError(f"team topics for teams without a route: {unknown}")
     objects = render_template(
         "platform/alertmanager.yaml.j2",
         teams=sorted(teams),
+        team_topics=dict(sorted(team_topics.items())),
         topic_arn=topic_arn,
         heartbeat_topic_arn=heartbeat_topic_arn,
         heartbeat_repeat=HEARTBEAT_REPEAT,
@@ -70,13 +77,14 @@ def alertmanager_config(platform: str, region: str, topic_arn: str, teams: list[
     return yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False)
 
 
-def publish_policy(topic_arn: str, heartbeat_topic_arn: str) -> str:
-    """Alertmanager's IRSA policy: publish to the alert and heartbeat topics, nothing else (the
-    topics' key lets the role encrypt through SNS by its key policy, `alerts_key_policy`)."""
+def publish_policy(topic_arn: str, heartbeat_topic_arn: str, team_topic_arns: list[str] | None = None) -> str:
+    """Alertmanager's IRSA policy: publish to the alert and heartbeat topics and the teams' own alert
+    topics (in the given order), nothing else (the topics' key lets the role encrypt through SNS by
+    its key policy, `alerts_key_policy`)."""
     return json.dumps({
         "Version": "2012-10-17",
         "Statement": [{"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish",
-                       "Resource": [topic_arn, heartbeat_topic_arn]}],
+                       "Resource": [topic_arn, heartbeat_topic_arn, *(team_topic_arns or [])]}],
     }, sort_keys=True)
 
 

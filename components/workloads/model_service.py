@@ -225,6 +225,19 @@ def scaled_object_values(workload: ModelServiceWorkload, namespace: str, prometh
                 "threshold": _number_text(autoscale.requests_per_second),
             },
         })
+    if autoscale.scale_to_zero is not None:
+        wake = autoscale.scale_to_zero
+        triggers.append({
+            "type": "prometheus",
+            "metricType": "AverageValue",
+            "metadata": {
+                "serverAddress": prometheus_url,
+                "query": wake.activation_query,
+                "threshold": _number_text(wake.threshold),
+                # KEDA scales from 0 to 1 when the value exceeds this (the HPA takes over from there).
+                "activationThreshold": _number_text(wake.activation_threshold),
+            },
+        })
     return {
         "min": autoscale.min_replicas,
         "max": autoscale.max_replicas,
