@@ -18,6 +18,7 @@ read a value of an unexpected shape (unknown, missing, malformed) as empty, neve
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -68,6 +69,34 @@ def whole_number(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return None
+
+
+# The whole IPv4 and IPv6 address spaces: a list of CIDRs covering either admits the whole internet.
+WHOLE_ADDRESS_SPACES = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+
+
+def whole_spaces_covered(cidrs: Iterable[Any]) -> list[tuple[str, list[str]]]:
+    """(whole address space, the listed CIDRs of its family) for each of 0.0.0.0/0 and ::/0 that
+    these CIDRs cover together (`0.0.0.0/1` + `128.0.0.0/1` as much as `0.0.0.0/0`): the networks
+    of each family, collapsed (`ipaddress.collapse_addresses`), are exactly the whole space. Values
+    that are not CIDRs (unknown, malformed) cover nothing."""
+    found = []
+    for whole in WHOLE_ADDRESS_SPACES:
+        listed: list[str] = []
+        networks = []
+        for cidr in cidrs:
+            if is_unknown(cidr):
+                continue
+            try:
+                network = ipaddress.ip_network(str(cidr).strip(), strict=False)
+            except ValueError:
+                continue
+            if network.version == whole.version:
+                listed.append(str(cidr))
+                networks.append(network)
+        if networks and list(ipaddress.collapse_addresses(networks)) == [whole]:
+            found.append((str(whole), listed))
+    return found
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,20 @@
 """Pod Security Standards, `restricted` profile, as a pure function over a pod spec.
 
-`restricted_violations(pod_spec)` returns one message per broken control, naming the field to set,
-in the terms of the Kubernetes Pod Security Standards (pod-security-admission, policy version
-latest): the baseline controls (host namespaces, privileged, capabilities, hostPath, hostPort,
+`restricted_violations(pod_spec)` returns one message per broken control, in the terms of the
+Kubernetes Pod Security Standards (pod-security-admission, policy version latest): the baseline
+controls (host namespaces, Windows HostProcess, privileged, capabilities, hostPath, hostPort,
 AppArmor, SELinux, /proc mount, seccomp, sysctls) and the restricted ones (volume types, privilege
-escalation, running as non-root, non-zero UID, seccomp profile, capabilities dropped). Used by the
-tests of every workload template and by the policy pack.
+escalation, running as non-root, non-zero UID, seccomp profile, capabilities dropped). Each message
+is `<field and what is wrong>: <what to do>`, the second part starting with a verb (set, remove,
+drop, add, use), which the policy pack turns into the finding's fix. Used by the tests of every
+workload template and by the policy pack.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from policies.core import containers, is_unknown, items
+from policies.core import containers, is_unknown, items, mapping
 
 ALLOWED_VOLUME_SOURCES = (
     "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret",
@@ -50,6 +52,7 @@ def restricted_violations(spec: dict[str, Any]) -> list[str]:
     for field in ("hostNetwork", "hostPID", "hostIPC"):
         if _set(spec.get(field)):
             problems.append(f"spec.{field} is true; host namespaces are not allowed: remove it")
+    problems += _host_process(pod_sc, "spec.securityContext")
     for i, volume in enumerate(items(spec.get("volumes"))):
         if is_unknown(volume):
             continue
@@ -57,8 +60,8 @@ def restricted_violations(spec: dict[str, Any]) -> list[str]:
         bad = [s for s in sources if s not in ALLOWED_VOLUME_SOURCES]
         if bad:
             problems.append(
-                f"spec.volumes[{i}] ({volume.get('name', '?')}) uses {', '.join(bad)}; allowed volume types: "
-                f"{', '.join(ALLOWED_VOLUME_SOURCES)}"
+                f"spec.volumes[{i}] ({volume.get('name', '?')}) uses {', '.join(bad)}, not an allowed volume type: "
+                f"remove it or use an allowed type: {', '.join(ALLOWED_VOLUME_SOURCES)}"
             )
     for i, sysctl in enumerate(items(pod_sc.get("sysctls"))):
         if not is_unknown(sysctl) and not is_unknown(sysctl.get("name")) and sysctl.get("name") not in SAFE_SYSCTLS:
@@ -82,6 +85,7 @@ def restricted_violations(spec: dict[str, Any]) -> list[str]:
             continue
         if _set(sc.get("privileged")):
             problems.append(f"{at}.privileged is true: remove it")
+        problems += _host_process(sc, at)
         escalation = sc.get("allowPrivilegeEscalation")
         if escalation is not False and not is_unknown(escalation):
             problems.append(f"{at}.allowPrivilegeEscalation is not set to false: set it to false")
@@ -115,8 +119,17 @@ def restricted_violations(spec: dict[str, Any]) -> list[str]:
 
 
 def _host_ports(where: str, container: dict) -> list[str]:
-    return [f"spec.{where}.ports[{j}].hostPort is set: host ports are not allowed, remove it"
+    return [f"spec.{where}.ports[{j}].hostPort is set; host ports are not allowed: remove it"
             for j, port in enumerate(items(container.get("ports"))) if not is_unknown(port) and _set(port.get("hostPort"))]
+
+
+def _host_process(sc: dict, at: str) -> list[str]:
+    """Baseline: Windows HostProcess containers (full access to the Windows node) are not allowed,
+    at the pod's or a container's securityContext.windowsOptions."""
+    options = sc.get("windowsOptions")
+    if is_unknown(options) or not _set(mapping(options).get("hostProcess")):
+        return []
+    return [f"{at}.windowsOptions.hostProcess is true; Windows HostProcess containers are not allowed: remove it"]
 
 
 def _seccomp(sc: dict) -> Any:

@@ -43,8 +43,15 @@ ROWS = [
     (lambda p: p.__setitem__("hostNetwork", True), "spec.hostNetwork is true; host namespaces are not allowed: remove it"),
     (lambda p: p.__setitem__("hostPID", True), "spec.hostPID is true; host namespaces are not allowed: remove it"),
     (lambda p: p["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
-     "spec.volumes[2] (h) uses hostPath; allowed volume types: configMap, csi, downwardAPI, emptyDir, ephemeral, "
-     "persistentVolumeClaim, projected, secret"),
+     "spec.volumes[2] (h) uses hostPath, not an allowed volume type: remove it or use an allowed type: configMap, csi, "
+     "downwardAPI, emptyDir, ephemeral, persistentVolumeClaim, projected, secret"),
+    (lambda p: p["securityContext"].__setitem__("windowsOptions", {"hostProcess": True}),
+     "spec.securityContext.windowsOptions.hostProcess is true; Windows HostProcess containers are not allowed: remove it"),
+    (lambda p: p["containers"][0]["securityContext"].__setitem__("windowsOptions", {"hostProcess": True}),
+     f"{MAIN}.windowsOptions.hostProcess is true; Windows HostProcess containers are not allowed: remove it"),
+    (lambda p: p["initContainers"][0]["securityContext"].__setitem__("windowsOptions", {"hostProcess": True, "runAsUserName": "x"}),
+     "spec.initContainers[0] (side).securityContext.windowsOptions.hostProcess is true; Windows HostProcess containers are "
+     "not allowed: remove it"),
     (lambda p: p["containers"][0]["securityContext"].__setitem__("privileged", True), f"{MAIN}.privileged is true: remove it"),
     (lambda p: p["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
      f"{MAIN}.allowPrivilegeEscalation is not set to false: set it to false"),
@@ -61,7 +68,7 @@ ROWS = [
     (lambda p: p["containers"][0]["securityContext"]["capabilities"].__setitem__("add", ["SYS_ADMIN", "NET_BIND_SERVICE"]),
      f"{MAIN}.capabilities.add adds SYS_ADMIN: add at most NET_BIND_SERVICE"),
     (lambda p: p["containers"][0]["ports"][0].__setitem__("hostPort", 8500),
-     "spec.containers[0] (main).ports[0].hostPort is set: host ports are not allowed, remove it"),
+     "spec.containers[0] (main).ports[0].hostPort is set; host ports are not allowed: remove it"),
     (lambda p: p["containers"][0]["securityContext"].__setitem__("procMount", "Unmasked"), f"{MAIN}.procMount is Unmasked: remove it"),
     (lambda p: p["containers"][0]["securityContext"].__setitem__("appArmorProfile", {"type": "Unconfined"}),
      f"{MAIN}.appArmorProfile.type is Unconfined: use RuntimeDefault or Localhost"),
@@ -75,3 +82,14 @@ ROWS = [
 @pytest.mark.parametrize(("change", "expected"), ROWS, ids=[r[1].split(" ")[0] + "-" + str(i) for i, r in enumerate(ROWS)])
 def test_each_broken_control_is_named_with_its_fix(change, expected):
     assert restricted_violations(mutated(change)) == [expected]
+
+
+@pytest.mark.parametrize("options", [{}, {"hostProcess": False}, {"gmsaCredentialSpecName": "spec", "runAsUserName": "app"},
+                                     {"hostProcess": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"},  # unknown in a preview
+                                     "dd056dcd-154b-4c76-9bd3-c8f88648b5ff"])
+def test_windows_options_without_host_process_pass(options):
+    """Only hostProcess true breaks the HostProcess control (baseline: undefined, nil or false)."""
+    def set_options(pod):
+        pod["securityContext"]["windowsOptions"] = options
+        pod["containers"][0]["securityContext"]["windowsOptions"] = options
+    assert restricted_violations(mutated(set_options)) == []

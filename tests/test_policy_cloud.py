@@ -3,9 +3,9 @@
 test_policy_cloud_iam.py, both using this module's helpers).
 
 Per rule: a compliant fixture that yields nothing, and minimal mutations of it with the exact
-message pinned. Then the sample stacks: platform-dev planned with zero mandatory findings (pending
-one platform fix, see KNOWN_PLATFORM_FINDINGS), and a copy of its config with
-protectStatefulResources off is caught.
+message and fix pinned (`found` returns both; every fix is a sentence, as the workload rules'
+are). Then the sample stacks: every stack passes every AWS rule, advisory ones too, and a copy of
+platform-dev's config with protectStatefulResources off is caught.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ def resource(type_: str, name: str, props: dict, *, stack: str = "platform-dev",
     return PlannedResource(type_, name, f"urn:pulumi:{stack}::cloudml::{type_}::{name}", props, protect, retain, parent)
 
 
-def found(rule: str, resources: list[PlannedResource], config: PolicyConfig | None = None) -> list[tuple[str, str]]:
-    """(resource name, message) of every finding of one rule."""
-    return [(v.resource_name, v.message) for v in evaluate([RULE[rule]], resources, config)]
+def found(rule: str, resources: list[PlannedResource], config: PolicyConfig | None = None) -> list[tuple[str, str, str]]:
+    """(resource name, message, fix) of every finding of one rule."""
+    return [(v.resource_name, v.message, v.fix) for v in evaluate([RULE[rule]], resources, config)]
 
 
 def plan_resources(plan) -> list[PlannedResource]:
@@ -90,6 +90,13 @@ def bucket_set(bucket_value: str = BUCKET_ID, *, statement: dict | None = None, 
 
 
 S3_RULES = ("s3-bucket-public-access-blocked", "s3-bucket-kms-encrypted", "s3-bucket-tls-only")
+PUBLIC_ACCESS_BLOCK_FIX = ("Add a BucketPublicAccessBlock on this bucket with blockPublicAcls: true, blockPublicPolicy: true, "
+                           "ignorePublicAcls: true, restrictPublicBuckets: true.")
+KMS_FIX = 'Set applyServerSideEncryptionByDefault.sseAlgorithm: "aws:kms" with kmsMasterKeyId: <the storage key ARN>.'
+KMS_MISSING_FIX = ('Add a BucketServerSideEncryptionConfiguration on this bucket with applyServerSideEncryptionByDefault.'
+                   'sseAlgorithm: "aws:kms" with kmsMasterKeyId: <the storage key ARN>.')
+TLS_FIX = ('Add the bucket policy statement {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": '
+           '[<bucket ARN>, "<bucket ARN>/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}.')
 
 
 @pytest.mark.parametrize("rule", S3_RULES)
@@ -111,7 +118,7 @@ def test_s3_joins_by_value_whatever_the_names():
         "bucket": "explicit-name", "blockPublicAcls": True, "blockPublicPolicy": True, "ignorePublicAcls": False,
         "restrictPublicBuckets": True})
     assert found("s3-bucket-public-access-blocked", [bucket, block]) == [
-        ("unrelated-name", "ignorePublicAcls is not true (bucket b): the bucket can be made public")]
+        ("unrelated-name", "ignorePublicAcls is not true (bucket b): the bucket can be made public", "Set ignorePublicAcls: true.")]
 
 
 def test_s3_known_values_overrule_naming():
@@ -120,14 +127,15 @@ def test_s3_known_values_overrule_naming():
     resources["block"] = resource(resources["block"].type, "data-public-access-block", {**resources["block"].props, "bucket": "someone-elses"})
     assert found("s3-bucket-public-access-blocked", list(resources.values())) == [("data", (
         "no aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock for this bucket: nothing in the stack keeps "
-        "blockPublicAcls, blockPublicPolicy, ignorePublicAcls, restrictPublicBuckets on"))]
+        "blockPublicAcls, blockPublicPolicy, ignorePublicAcls, restrictPublicBuckets on"), PUBLIC_ACCESS_BLOCK_FIX)]
 
 
 def test_public_access_block_missing():
     resources = bucket_set()
     del resources["block"]
-    [(name, message)] = found("s3-bucket-public-access-blocked", list(resources.values()))
-    assert name == "data" and message.startswith("no aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock for this bucket")
+    assert found("s3-bucket-public-access-blocked", list(resources.values())) == [("data", (
+        "no aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock for this bucket: nothing in the stack keeps "
+        "blockPublicAcls, blockPublicPolicy, ignorePublicAcls, restrictPublicBuckets on"), PUBLIC_ACCESS_BLOCK_FIX)]
 
 
 def test_public_access_block_names_each_flag_off():
@@ -135,9 +143,8 @@ def test_public_access_block_names_each_flag_off():
     props = {k: v for k, v in resources["block"].props.items() if k != "restrictPublicBuckets"}
     resources["block"] = resource(resources["block"].type, resources["block"].name, {**props, "blockPublicAcls": False})
     assert found("s3-bucket-public-access-blocked", list(resources.values())) == [(
-        "data-public-access-block", "blockPublicAcls, restrictPublicBuckets are not true (bucket data): the bucket can be made public")]
-    [violation] = evaluate([RULE["s3-bucket-public-access-blocked"]], list(resources.values()))
-    assert violation.fix == "set blockPublicAcls: true, restrictPublicBuckets: true"
+        "data-public-access-block", "blockPublicAcls, restrictPublicBuckets are not true (bucket data): the bucket can be made public",
+        "Set blockPublicAcls: true, restrictPublicBuckets: true.")]
 
 
 def test_kms_missing():
@@ -145,12 +152,13 @@ def test_kms_missing():
     del resources["sse"]
     assert found("s3-bucket-kms-encrypted", list(resources.values())) == [("data", (
         "no aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration for this bucket: "
-        "objects get S3-managed keys (SSE-S3), not KMS"))]
+        "objects get S3-managed keys (SSE-S3), not KMS"), KMS_MISSING_FIX)]
 
 
 def test_kms_wrong_algorithm():
     assert found("s3-bucket-kms-encrypted", list(bucket_set(sse="AES256").values())) == [(
-        "data-encryption", 'rules[0].applyServerSideEncryptionByDefault.sseAlgorithm is "AES256", not aws:kms or aws:kms:dsse')]
+        "data-encryption", 'rules[0].applyServerSideEncryptionByDefault.sseAlgorithm is "AES256", not aws:kms or aws:kms:dsse',
+        KMS_FIX)]
     assert found("s3-bucket-kms-encrypted", list(bucket_set(sse="aws:kms:dsse").values())) == []
 
 
@@ -158,7 +166,7 @@ def test_kms_rule_without_default():
     resources = bucket_set()
     resources["sse"] = resource(resources["sse"].type, "data-encryption", {"bucket": BUCKET_ID, "rules": [{"bucketKeyEnabled": True}]})
     assert found("s3-bucket-kms-encrypted", list(resources.values())) == [(
-        "data-encryption", "rules has no applyServerSideEncryptionByDefault: objects get S3-managed keys (SSE-S3), not KMS")]
+        "data-encryption", "rules has no applyServerSideEncryptionByDefault: objects get S3-managed keys (SSE-S3), not KMS", KMS_FIX)]
 
 
 def test_kms_inline_configuration_of_the_bucket():
@@ -167,20 +175,22 @@ def test_kms_inline_configuration_of_the_bucket():
     inline = {"rule": {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}}
     resources["bucket"] = resource("aws:s3/bucket:Bucket", "data", {"bucketPrefix": "ml-dev-data-", "serverSideEncryptionConfiguration": inline})
     assert found("s3-bucket-kms-encrypted", list(resources.values())) == [(
-        "data", 'serverSideEncryptionConfiguration.rule.applyServerSideEncryptionByDefault.sseAlgorithm is "AES256", not aws:kms or aws:kms:dsse')]
+        "data", 'serverSideEncryptionConfiguration.rule.applyServerSideEncryptionByDefault.sseAlgorithm is "AES256", not aws:kms or aws:kms:dsse',
+        KMS_FIX)]
 
 
 def test_tls_policy_missing():
     resources = bucket_set()
     del resources["policy"]
     assert found("s3-bucket-tls-only", list(resources.values())) == [
-        ("data", "no aws:s3/bucketPolicy:BucketPolicy for this bucket: S3 accepts requests over plain HTTP")]
+        ("data", "no aws:s3/bucketPolicy:BucketPolicy for this bucket: S3 accepts requests over plain HTTP", TLS_FIX)]
 
 
 def test_tls_policy_without_secure_transport_deny():
     statement = {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket", "Resource": ARN}
     assert found("s3-bucket-tls-only", list(bucket_set(statement=statement).values())) == [("data-policy", (
-        'policy has no Deny statement with Condition Bool "aws:SecureTransport": "false": S3 accepts requests over plain HTTP'))]
+        'policy has no Deny statement with Condition Bool "aws:SecureTransport": "false": S3 accepts requests over plain HTTP'),
+        TLS_FIX)]
 
 
 @pytest.mark.parametrize(("change", "lacks"), [
@@ -192,7 +202,7 @@ def test_tls_policy_without_secure_transport_deny():
 def test_tls_statement_incomplete(change, lacks):
     statement = {**TLS_STATEMENT, **change}
     assert found("s3-bucket-tls-only", list(bucket_set(statement=statement).values())) == [
-        ("data-policy", f"policy.Statement[0] (DenyInsecureTransport) denies requests without TLS, but not for {lacks}")]
+        ("data-policy", f"policy.Statement[0] (DenyInsecureTransport) denies requests without TLS, but not for {lacks}", TLS_FIX)]
 
 
 def test_tls_statement_with_wildcard_resources_covers_the_bucket():
@@ -201,6 +211,10 @@ def test_tls_statement_with_wildcard_resources_covers_the_bucket():
 
 
 # --- stateful resources ---------------------------------------------------------------------
+
+PROTECT_FIX = ("Set protectStatefulResources: true in the platform config (the resource option protect=True); for a "
+               "throwaway stack, disable this rule: rules: {stateful-resources-protected: disabled} in the policy settings "
+               '(cloudml plan --policy-config), {"stateful-resources-protected": "disabled"} in the pack config.')
 
 
 def test_stateful_protected():
@@ -214,25 +228,23 @@ def test_stateful_unprotected_even_if_retained():
     lustre = resource("aws:fsx/lustreFileSystem:LustreFileSystem", "lustre", {})
     assert found("stateful-resources-protected", [bucket, lustre]) == [
         ("data", "protect is not set on this bucket: `pulumi destroy` or a replacing change removes it from the stack "
-                 "(retainOnDelete alone still lets a replacing change swap in a new, empty one)"),
-        ("lustre", "protect is not set on this file system: `pulumi destroy` or a replacing change removes it from the stack"),
+                 "(retainOnDelete alone still lets a replacing change swap in a new, empty one)", PROTECT_FIX),
+        ("lustre", "protect is not set on this file system: `pulumi destroy` or a replacing change removes it from the stack",
+         PROTECT_FIX),
     ]
 
 
 # --- the sample stacks ----------------------------------------------------------------------
 
-# Platform findings accepted for now: none. (The LB controller's upstream policy granted writes on "*";
-# components/platform/addon_policies.harden_lb_controller_policy scopes them, tests/test_lb_controller_policy.py.)
-KNOWN_PLATFORM_FINDINGS: list[tuple[str, str, str]] = []
-
-
 def sample_findings(plan) -> list[tuple[str, str, str]]:
     return [(v.rule, v.resource_name, v.message) for v in evaluate(RULES, plan_resources(plan))]
 
 
-def test_sample_platform_findings_are_only_the_known_platform_problem(sample_plans):
-    """Everything but the Load Balancer Controller's policy passes every AWS rule, advisory ones too."""
-    assert sample_findings(sample_plans["platform-dev"]) == KNOWN_PLATFORM_FINDINGS
+def test_sample_platform_passes_every_aws_rule(sample_plans):
+    """platform-dev passes every AWS rule, advisory ones too: no finding at all. (The Load Balancer
+    Controller's upstream IAM policy grants writes on "*"; components/platform/addon_policies.
+    harden_lb_controller_policy scopes them, tests/test_lb_controller_policy.py.)"""
+    assert sample_findings(sample_plans["platform-dev"]) == []
 
 
 def test_sample_stacks_have_no_mandatory_findings(sample_plans):

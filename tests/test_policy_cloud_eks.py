@@ -1,5 +1,5 @@
 """The EKS, launch-template and GPU node group rules of the policy pack (policies/rules/cloud_eks.py):
-per rule a compliant fixture and minimal mutations with the exact message pinned."""
+per rule a compliant fixture and minimal mutations with the exact message and fix pinned."""
 
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ def test_eks_compliant_cluster(rule):
 
 
 ENDPOINT = "eks-endpoint-restricted"
+ENDPOINT_FIX = ("Set vpcConfig.endpointPublicAccess: false (platform endpoint.publicAccessCidrs: []), or list only your "
+                "office/VPN CIDRs in vpcConfig.publicAccessCidrs.")
+SECRETS_FIX = 'Set encryptionConfig: {resources: ["secrets"], provider: {keyArn: <a KMS key ARN>}}.'
 
 
 def test_endpoint_public_with_listed_cidrs_is_compliant():
@@ -46,47 +49,78 @@ def test_endpoint_public_without_cidrs():
     vpc = {**CLUSTER_PROPS["vpcConfig"], "endpointPublicAccess": True}
     assert found(ENDPOINT, cluster(vpcConfig=vpc)) == [("ml-dev-cluster-eks", (
         "vpcConfig.endpointPublicAccess is true and vpcConfig.publicAccessCidrs is not set: "
-        "the Kubernetes API is open to 0.0.0.0/0 (AWS's default)"))]
+        "the Kubernetes API is open to 0.0.0.0/0 (AWS's default)"), ENDPOINT_FIX)]
 
 
 def test_endpoint_public_by_default():
     assert found(ENDPOINT, cluster(vpcConfig={"subnetIds": ["subnet-1"]})) == [("ml-dev-cluster-eks", (
         "vpcConfig.endpointPublicAccess is not set (AWS's default: true) and vpcConfig.publicAccessCidrs is not set: "
-        "the Kubernetes API is open to 0.0.0.0/0 (AWS's default)"))]
+        "the Kubernetes API is open to 0.0.0.0/0 (AWS's default)"), ENDPOINT_FIX)]
 
 
 def test_endpoint_open_to_the_world():
     vpc = {**CLUSTER_PROPS["vpcConfig"], "endpointPublicAccess": True, "publicAccessCidrs": ["203.0.113.0/24", "0.0.0.0/0"]}
     assert found(ENDPOINT, cluster(vpcConfig=vpc)) == [
-        ("ml-dev-cluster-eks", "vpcConfig.publicAccessCidrs[1] is 0.0.0.0/0: the Kubernetes API is open to the whole internet")]
+        ("ml-dev-cluster-eks", "vpcConfig.publicAccessCidrs[1] is 0.0.0.0/0: the Kubernetes API is open to the whole internet",
+         ENDPOINT_FIX)]
+
+
+@pytest.mark.parametrize(("cidrs", "message"), [
+    (["0.0.0.0/1", "128.0.0.0/1"],
+     "vpcConfig.publicAccessCidrs 0.0.0.0/1, 128.0.0.0/1 together cover 0.0.0.0/0: the Kubernetes API is open to the whole internet"),
+    # Any split whose union is the whole space, overlapping and in any order, with other families listed too.
+    (["192.0.0.0/2", "2001:db8::/32", "0.0.0.0/2", "64.0.0.0/2", "10.0.0.0/8", "128.0.0.0/2"],
+     "vpcConfig.publicAccessCidrs 192.0.0.0/2, 0.0.0.0/2, 64.0.0.0/2, 10.0.0.0/8, 128.0.0.0/2 together cover 0.0.0.0/0: "
+     "the Kubernetes API is open to the whole internet"),
+    (["::/1", "8000::/1"], "vpcConfig.publicAccessCidrs ::/1, 8000::/1 together cover ::/0: the Kubernetes API is open to the "
+                           "whole internet"),
+])
+def test_endpoint_open_to_the_world_in_pieces(cidrs, message):
+    vpc = {**CLUSTER_PROPS["vpcConfig"], "endpointPublicAccess": True, "publicAccessCidrs": cidrs}
+    assert found(ENDPOINT, cluster(vpcConfig=vpc)) == [("ml-dev-cluster-eks", message, ENDPOINT_FIX)]
+
+
+@pytest.mark.parametrize("cidrs", [
+    ["0.0.0.0/1", "128.0.0.0/2"],  # a quarter of the space left out
+    ["0.0.0.0/1", "192.0.0.0/2", "128.0.0.0/3", "160.0.0.0/4", "176.0.0.0/5"],
+    ["0.0.0.0/1", "::/1", "8000::/2"],  # half of each family: neither whole
+    ["0.0.0.0/1", "04da6b54-80e4-46f7-96ec-b56ff0331ba9"],  # the rest unknown: not judged
+])
+def test_endpoint_cidrs_that_leave_part_of_the_space_out_pass(cidrs):
+    vpc = {**CLUSTER_PROPS["vpcConfig"], "endpointPublicAccess": True, "publicAccessCidrs": cidrs}
+    assert found(ENDPOINT, cluster(vpcConfig=vpc)) == []
 
 
 def test_secrets_not_encrypted():
     assert found("eks-secrets-encrypted", cluster(encryptionConfig=None)) == [
-        ("ml-dev-cluster-eks", "encryptionConfig is not set: Kubernetes Secrets are not envelope-encrypted with a KMS key")]
+        ("ml-dev-cluster-eks", "encryptionConfig is not set: Kubernetes Secrets are not envelope-encrypted with a KMS key",
+         SECRETS_FIX)]
 
 
 def test_secrets_not_among_encrypted_resources():
     config = {**CLUSTER_PROPS["encryptionConfig"], "resources": ["configmaps"]}
     assert found("eks-secrets-encrypted", cluster(encryptionConfig=config)) == [
-        ("ml-dev-cluster-eks", 'encryptionConfig.resources does not include "secrets"')]
+        ("ml-dev-cluster-eks", 'encryptionConfig.resources does not include "secrets"', SECRETS_FIX)]
 
 
 def test_secrets_without_key():
     assert found("eks-secrets-encrypted", cluster(encryptionConfig={"resources": ["secrets"], "provider": {}})) == [
-        ("ml-dev-cluster-eks", "encryptionConfig.provider.keyArn is not set: Secrets have no KMS key to be encrypted with")]
+        ("ml-dev-cluster-eks", "encryptionConfig.provider.keyArn is not set: Secrets have no KMS key to be encrypted with",
+         SECRETS_FIX)]
 
 
 def test_secrets_key_unknown_in_preview_and_list_form():
     assert found("eks-secrets-encrypted", cluster(encryptionConfig={"resources": ["secrets"], "provider": {"keyArn": UNKNOWN}})) == []
     assert found("eks-secrets-encrypted", cluster(encryptionConfig=[{"resources": ["secrets"], "provider": {}}])) == [
-        ("ml-dev-cluster-eks", "encryptionConfig[0].provider.keyArn is not set: Secrets have no KMS key to be encrypted with")]
+        ("ml-dev-cluster-eks", "encryptionConfig[0].provider.keyArn is not set: Secrets have no KMS key to be encrypted with",
+         SECRETS_FIX)]
 
 
 @pytest.mark.parametrize("logs", [["api", "authenticator"], None])
 def test_audit_log_missing(logs):
     assert found("eks-audit-logs", cluster(enabledClusterLogTypes=logs)) == [
-        ("ml-dev-cluster-eks", 'enabledClusterLogTypes does not include "audit": the API server\'s audit log is not kept')]
+        ("ml-dev-cluster-eks", 'enabledClusterLogTypes does not include "audit": the API server\'s audit log is not kept',
+         'Add "audit" to enabledClusterLogTypes (it goes to CloudWatch Logs /aws/eks/<cluster>/cluster).')]
 
 
 # --- launch templates -----------------------------------------------------------------------
@@ -114,12 +148,14 @@ NOT_SET = "is not set: instances accept IMDSv1 unless the AMI or the account's d
 ])
 def test_launch_template_imdsv1(options, state):
     assert found("launch-template-imdsv2", launch_template(metadataOptions=options)) == [
-        ("gpu-lt", f"metadataOptions.httpTokens {state}, whose credentials an SSRF can steal")]
+        ("gpu-lt", f"metadataOptions.httpTokens {state}, whose credentials an SSRF can steal",
+         "Set metadataOptions.httpTokens: required (and httpPutResponseHopLimit: 1).")]
 
 
 def test_launch_template_public_ip():
     assert found("launch-template-imdsv2", launch_template(networkInterfaces=[{"deviceIndex": 0, "associatePublicIpAddress": "true"}])) == [
-        ("gpu-lt", 'networkInterfaces[0].associatePublicIpAddress is "true": nodes get public IP addresses')]
+        ("gpu-lt", 'networkInterfaces[0].associatePublicIpAddress is "true": nodes get public IP addresses',
+         'Remove associatePublicIpAddress (or set it to "false"); nodes reach out through the NAT gateways.')]
 
 
 # --- GPU node groups ------------------------------------------------------------------------
@@ -142,9 +178,13 @@ def test_gpu_pools_compliant():
         assert found(rule, resources) == []
 
 
+MAX_SIZE_FIX = "Lower the pool's max (scalingConfig.maxSize) to at most 16, or raise maxGpuPoolNodes in the pack config."
+
+
 def test_gpu_pool_above_cap():
     group = node_group(scalingConfig={"minSize": 0, "maxSize": 20, "desiredSize": 0})
-    assert found("gpu-pool-max-size", [group]) == [("gpu-l4", "scalingConfig.maxSize is 20, above the cap of 16 nodes per GPU pool")]
+    assert found("gpu-pool-max-size", [group]) == [("gpu-l4", "scalingConfig.maxSize is 20, above the cap of 16 nodes per GPU pool",
+                                                    MAX_SIZE_FIX)]
     assert found("gpu-pool-max-size", [group], PolicyConfig(max_gpu_pool_nodes=32)) == []
 
 
@@ -155,20 +195,26 @@ def test_gpu_pool_above_cap():
 ])
 def test_gpu_pool_recognised_by_label_taint_or_ami(props):
     group = node_group(scalingConfig={"minSize": 0, "maxSize": 17}, **props)
-    assert found("gpu-pool-max-size", [group]) == [("gpu-l4", "scalingConfig.maxSize is 17, above the cap of 16 nodes per GPU pool")]
+    assert found("gpu-pool-max-size", [group]) == [("gpu-l4", "scalingConfig.maxSize is 17, above the cap of 16 nodes per GPU pool",
+                                                    MAX_SIZE_FIX)]
     assert found("gpu-pool-max-size", [node_group(scalingConfig={"maxSize": 17}, labels={}, taints=[])]) == []
 
 
 def test_gpu_pool_not_scaling_to_zero():
     group = node_group(scalingConfig={"minSize": 1, "maxSize": 4, "desiredSize": 1})
     [violation] = evaluate([RULE["gpu-pool-scales-to-zero"]], [group])
-    assert (violation.level, violation.message) == ("advisory", "scalingConfig.minSize is 1: the GPU pool keeps 1 node(s) running when idle")
+    assert (violation.level, violation.message, violation.fix) == (
+        "advisory", "scalingConfig.minSize is 1: the GPU pool keeps 1 node(s) running when idle",
+        "Set the pool's min (scalingConfig.minSize) to 0; the Cluster Autoscaler adds nodes when GPU pods wait.")
+
+
+SPOT_FIX = "Add a GPU pool with capacity: spot (capacityType SPOT) for interruptible dev and sweep work."
 
 
 def test_dev_stack_without_spot():
     groups = [node_group("gpu-a", capacityType="ON_DEMAND"), node_group("gpu-b", capacityType="ON_DEMAND")]
     assert found("dev-stack-uses-spot", groups) == [("gpu-a", (
-        "no GPU node group of dev stack platform-dev has capacityType SPOT: every dev GPU hour is billed on-demand"))]
+        "no GPU node group of dev stack platform-dev has capacityType SPOT: every dev GPU hour is billed on-demand"), SPOT_FIX)]
     prod = [node_group("gpu-a", stack="platform-prod", capacityType="ON_DEMAND")]
     assert found("dev-stack-uses-spot", prod) == []
 
@@ -178,6 +224,6 @@ def test_a_stack_reading_a_dev_stack_is_dev():
     groups = [node_group("gpu-a", stack="gpu-burst", capacityType="ON_DEMAND")]
     assert found("dev-stack-uses-spot", groups) == []
     assert found("dev-stack-uses-spot", [*groups, reference]) == [("gpu-a", (
-        "no GPU node group of dev stack gpu-burst has capacityType SPOT: every dev GPU hour is billed on-demand"))]
+        "no GPU node group of dev stack gpu-burst has capacityType SPOT: every dev GPU hour is billed on-demand"), SPOT_FIX)]
 
 

@@ -1,5 +1,5 @@
 """`iam-no-wildcards` (policies/rules/cloud_iam.py): a compliant policy, minimal mutations with the
-exact message pinned, every place a policy can be, and the write-action classification."""
+exact message and fix pinned, every place a policy can be, and the write-action classification."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from test_policy_cloud import UNKNOWN, found, resource
 
 SCALE_OWN_GROUPS = {"Sid": "ScaleOwnGroups", "Effect": "Allow", "Action": ["autoscaling:SetDesiredCapacity"], "Resource": "*",
                     "Condition": {"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/ml-dev": "owned"}}}
+ACTION_STAR_FIX = 'List the actions the principal needs instead of "*".'
+SCOPE_FIX = ("Name the resources (ARNs) the write actions apply to, or add a Condition that scopes them "
+             '(StringEquals or Null "false" on aws:ResourceTag/..., aws:RequestTag/..., or ec2:Vpc).')
+MANAGED_FIX = "Attach a policy that lists the actions and resources the principal needs."
 DESCRIBE = {"Sid": "Describe", "Effect": "Allow", "Action": ["ec2:DescribeInstanceTypes", "eks:DescribeNodegroup"], "Resource": "*"}
 
 
@@ -31,7 +35,7 @@ def test_iam_compliant_policy():
 
 def test_iam_action_star():
     assert found("iam-no-wildcards", role_policy(DESCRIBE, {"Effect": "Allow", "Action": "*", "Resource": "arn:aws:s3:::b"}, as_dict=True)) == [
-        ("ca-policy", 'policy.Statement[1].Action is "*": it allows every action of every service')]
+        ("ca-policy", 'policy.Statement[1].Action is "*": it allows every action of every service', ACTION_STAR_FIX)]
 
 
 @pytest.mark.parametrize("condition", [
@@ -45,7 +49,7 @@ def test_iam_write_on_every_resource_without_scoping_condition(condition):
         statement["Condition"] = condition
     assert found("iam-no-wildcards", role_policy(statement)) == [("ca-policy", (
         "policy.Statement[0] (ScaleOwnGroups) allows write actions autoscaling:SetDesiredCapacity on Resource \"*\" "
-        "without a Condition that scopes them"))]
+        "without a Condition that scopes them"), SCOPE_FIX)]
 
 
 def test_iam_wildcard_forms():
@@ -55,7 +59,7 @@ def test_iam_wildcard_forms():
         {"Effect": "Allow", "Action": "ec2:Create*", "NotResource": "arn:aws:ec2:*:*:vpc/*"},
         {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"},
     ]
-    assert [m for _, m in found("iam-no-wildcards", role_policy(*statements))] == [
+    assert [m for _, m, _ in found("iam-no-wildcards", role_policy(*statements))] == [
         'policy.Statement[0] allows write actions s3:* on Resource "arn:aws:s3:::*/*" without a Condition that scopes them',
         'policy.Statement[1] allows every action but NotAction iam:* on Resource "*" without a Condition that scopes them',
         "policy.Statement[2] allows write actions ec2:Create* on NotResource (every resource but those listed) "
@@ -75,9 +79,11 @@ def test_iam_role_inline_policies_and_managed_policies():
                      {"role": "r", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"})
     assert found("iam-no-wildcards", [role, admin]) == [
         ("app-role", 'inlinePolicies[0] (writer).policy.Statement[0] allows write actions s3:PutObject on Resource "*" '
-                     "without a Condition that scopes them"),
-        ("app-role", 'managedPolicyArns[0] attaches the AWS managed policy AmazonS3FullAccess, which allows every action of its service on "*"'),
-        ("admin", 'policyArn attaches the AWS managed policy AdministratorAccess, which allows every action ("Action": "*")'),
+                     "without a Condition that scopes them", SCOPE_FIX),
+        ("app-role", 'managedPolicyArns[0] attaches the AWS managed policy AmazonS3FullAccess, which allows every action of its service on "*"',
+         MANAGED_FIX),
+        ("admin", 'policyArn attaches the AWS managed policy AdministratorAccess, which allows every action ("Action": "*")',
+         MANAGED_FIX),
     ]
 
 
@@ -112,7 +118,7 @@ def test_write_actions(action, write):
 def test_iam_conditions_that_do_not_scope_a_write_on_every_resource(action, condition):
     statement = {"Effect": "Allow", "Action": action, "Resource": "*", "Condition": condition}
     assert found("iam-no-wildcards", role_policy(statement)) == [("ca-policy", (
-        f'policy.Statement[0] allows write actions {action} on Resource "*" without a Condition that scopes them'))]
+        f'policy.Statement[0] allows write actions {action} on Resource "*" without a Condition that scopes them'), SCOPE_FIX)]
 
 
 @pytest.mark.parametrize("condition", [

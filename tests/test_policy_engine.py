@@ -67,10 +67,10 @@ def analyze_stack(*resources: tuple[str, str, dict], stack: str = "team-vision",
 def test_gpu_pool_sizes_arrive_as_floats_and_are_still_judged():
     big = {**GPU_POOL, "scalingConfig": {"maxSize": 40, "minSize": 3}}
     assert analyze(NODE_GROUP, big) == [
-        ("gpu-pool-max-size", "scalingConfig.maxSize is 40, above the cap of 16 nodes per GPU pool Fix: lower the pool's "
-                              "max (scalingConfig.maxSize) to at most 16, or raise maxGpuPoolNodes in the pack config"),
-        ("gpu-pool-scales-to-zero", "scalingConfig.minSize is 3: the GPU pool keeps 3 node(s) running when idle Fix: set "
-                                    "the pool's min (scalingConfig.minSize) to 0; the Cluster Autoscaler adds nodes when GPU pods wait"),
+        ("gpu-pool-max-size", "scalingConfig.maxSize is 40, above the cap of 16 nodes per GPU pool Fix: Lower the pool's "
+                              "max (scalingConfig.maxSize) to at most 16, or raise maxGpuPoolNodes in the pack config."),
+        ("gpu-pool-scales-to-zero", "scalingConfig.minSize is 3: the GPU pool keeps 3 node(s) running when idle Fix: Set "
+                                    "the pool's min (scalingConfig.minSize) to 0; the Cluster Autoscaler adds nodes when GPU pods wait."),
     ]
     assert analyze(NODE_GROUP, GPU_POOL) == []
 
@@ -132,6 +132,31 @@ def test_unknown_gpu_counts_tolerations_and_selectors_are_not_judged():
         job = gpu_job()
         change(pod(job))
         assert analyze(JOB, job) == []
+
+
+def test_a_pod_on_gpu_nodes_whose_gpu_limits_are_unknown_is_not_judged():
+    """A team pod selecting a GPU pool is reported for having no GPU limit only when every limit is known."""
+    def sneaky() -> dict:
+        job = gpu_job()
+        for kind in ("requests", "limits"):
+            pod(job)["containers"][0]["resources"][kind].pop("nvidia.com/gpu")
+        return job
+
+    def gpu_findings(job: dict) -> list[str]:
+        return [m for policy, m in analyze(JOB, job) if policy == "gpu-resources"]
+    assert [m.split(",", 1)[0] for m in gpu_findings(sneaky())] == [
+        'spec.template.spec selects a GPU pool (cloudml.io/gpu-type (any GPU type) or nvidia.com/gpu.present: "true") '
+        "and tolerates the GPU taint nvidia.com/gpu=true:NoSchedule"]
+    for change in (
+        lambda p: p["containers"][0]["resources"]["limits"].update({"nvidia.com/gpu": UNKNOWN_NUMBER_VALUE}),
+        lambda p: p["containers"][0]["resources"].update(limits=UNKNOWN_STRING_VALUE),
+        lambda p: p["containers"][0].update(resources=UNKNOWN_STRING_VALUE),
+        lambda p: p.update(containers=UNKNOWN_ARRAY_VALUE),
+        lambda p: p["containers"].append(UNKNOWN_STRING_VALUE),
+    ):
+        job = sneaky()
+        change(pod(job))
+        assert gpu_findings(job) == []
 
 
 def lb(annotations, **spec) -> dict:

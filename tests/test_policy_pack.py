@@ -173,7 +173,8 @@ def test_every_real_policys_schema_is_its_rules_declared_keys() -> None:
     schemas = {p.name: set(p.config_schema.properties) if p.config_schema else set() for p in pack.policies()}
     assert schemas == declared
     assert {name: keys for name, keys in declared.items() if keys} == {
-        "pod-security-restricted": {"teamNamespacePrefix"}, "image-pinned-from-allowed-registry": {"allowedRegistries"},
+        "pod-security-restricted": {"teamNamespacePrefix"}, "gpu-resources": {"teamNamespacePrefix"},
+        "image-pinned-from-allowed-registry": {"allowedRegistries"},
         "team-namespace-gpu-quota": {"teamNamespacePrefix"}, "model-service-availability": {"productionStacks"},
         "gpu-pool-max-size": {"maxGpuPoolNodes"}, "dev-stack-uses-spot": {"devStacks"}}
 

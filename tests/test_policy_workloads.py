@@ -90,10 +90,26 @@ def test_pod_security_reports_each_broken_control_of_every_pod():
         pod(o)["volumes"].append({"name": "docker", "hostPath": {"path": "/var/run"}})
     assert findings(POD_SECURITY_RESTRICTED, mutate(gpu_job(), break_pod)) == [
         (f"{POD}.hostNetwork is true; host namespaces are not allowed", "Remove it."),
-        (f"{POD}.volumes[1] (docker) uses hostPath; allowed volume types: configMap, csi, downwardAPI, emptyDir, "
-         "ephemeral, persistentVolumeClaim, projected, secret",
-         "Change the pod spec so that it meets Pod Security restricted."),
+        (f"{POD}.volumes[1] (docker) uses hostPath, not an allowed volume type",
+         "Remove it or use an allowed type: configMap, csi, downwardAPI, emptyDir, ephemeral, persistentVolumeClaim, "
+         "projected, secret."),
     ]
+
+
+def test_every_pod_security_control_gets_a_fix_of_its_own():
+    """Each control of tests/test_pod_security.py ROWS, broken in a team Job's pod, comes back as the
+    message and its own fix (never the generic fallback), which together say what the row says."""
+    from test_pod_security import COMPLIANT, ROWS
+
+    for change, expected in ROWS:
+        spec = copy.deepcopy(COMPLIANT)
+        change(spec)
+        job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "team-vision"},
+               "spec": {"template": {"spec": spec}}}
+        [(message, fix)] = findings(POD_SECURITY_RESTRICTED, job)
+        assert fix != "Change the pod spec so that it meets Pod Security restricted.", expected
+        assert fix[0].isupper() and fix.endswith(".")
+        assert f"{message}: {fix[0].lower()}{fix[1:-1]}" == POD + expected[len("spec"):]
 
 
 def test_pod_security_follows_the_pod_paths_of_jobsets():
@@ -106,11 +122,44 @@ def test_pod_security_follows_the_pod_paths_of_jobsets():
         "spec.replicatedJobs[1].template.spec.template.spec.containers[0] (main).securityContext.privileged is true"]
 
 
-def test_pod_security_checks_only_team_namespaces():
+def unlabelled(obj: dict) -> dict:
+    """The object without any cloudml.io/team label (its own or its pod template's)."""
+    return mutate(obj, lambda o: [o["metadata"].pop("labels", None),
+                                  o["spec"]["template"]["metadata"]["labels"].pop("cloudml.io/team")])
+
+
+def test_pod_security_judges_team_objects_by_namespace_prefix_or_team_label():
     privileged = mutate(gpu_job(), lambda o: pod(o).update(hostPID=True))
-    assert messages(POD_SECURITY_RESTRICTED, mutate(privileged, lambda o: o["metadata"].update(namespace="cloudml-system"))) == []
-    assert messages(POD_SECURITY_RESTRICTED, privileged, team_namespace_prefix="ml-") == []
-    assert messages(POD_SECURITY_RESTRICTED, privileged) == [f"{POD}.hostPID is true; host namespaces are not allowed"]
+    host_pid = [f"{POD}.hostPID is true; host namespaces are not allowed"]
+    # By namespace: team-vision starts with teamNamespacePrefix, whatever the labels.
+    assert messages(POD_SECURITY_RESTRICTED, unlabelled(privileged)) == host_pid
+    assert messages(POD_SECURITY_RESTRICTED, unlabelled(privileged), team_namespace_prefix="ml-") == []
+    # Neither a team namespace nor a team label: a platform object, not judged.
+    system = mutate(unlabelled(privileged), lambda o: o["metadata"].update(namespace="cloudml-system"))
+    assert messages(POD_SECURITY_RESTRICTED, system) == []
+    # The label makes it a team's in any namespace, `default` or none; on the pod template or the object.
+    for namespace in ("default", None, "cloudml-system"):
+        labelled = mutate(privileged, lambda o: o["metadata"].update(namespace=namespace) if namespace
+                          else o["metadata"].pop("namespace"))
+        assert messages(POD_SECURITY_RESTRICTED, labelled) == host_pid, namespace
+        own_label = mutate(unlabelled(labelled), lambda o: o["metadata"].update(labels={"cloudml.io/team": "vision"}))
+        assert messages(POD_SECURITY_RESTRICTED, own_label) == host_pid, namespace
+
+
+def test_team_namespace_rules_share_one_notion_of_a_team_object():
+    """pod-security-restricted, gpu-resources and team-namespace-gpu-quota all scope by
+    `is_team_object`: the prefix (for a Namespace, its own name) or the cloudml.io/team label."""
+    from policies.rules.workloads_pods import is_team_object
+
+    config = PolicyConfig()
+    assert is_team_object(namespace("team-x"), config) and is_team_object(namespace("research", **{"cloudml.io/team": "r"}), config)
+    assert not is_team_object(namespace("cloudml-system"), config)
+    assert not is_team_object(namespace("team-x"), PolicyConfig(team_namespace_prefix="ml-"))
+    assert is_team_object(gpu_job(), config) and not is_team_object(
+        mutate(unlabelled(gpu_job()), lambda o: o["metadata"].update(namespace="default")), config)
+    # Unknown labels say nothing: only the (known) namespace decides.
+    unknown = mutate(unlabelled(gpu_job()), lambda o: [o["metadata"].update(namespace="default", labels=UNKNOWN_STRING_VALUE)])
+    assert not is_team_object(unknown, config)
 
 
 def test_pod_security_reports_a_malformed_pod_instead_of_crashing():
@@ -207,6 +256,113 @@ def test_pods_without_gpus_and_gpu_pods_of_every_namespace():
     assert messages(GPU_RESOURCES, cpu) == []
     system = mutate(gpu_job(), lambda o: [o["metadata"].update(namespace="kube-system"), pod(o).pop("tolerations")])
     assert len(messages(GPU_RESOURCES, system)) == 1
+
+
+GPU_NODE_FIX = ("Set limits nvidia.com/gpu on the container that uses GPUs (requests equal), or remove the GPU pool "
+                "selector and the GPU taint toleration.")
+SELECTS = 'selects a GPU pool (cloudml.io/gpu-type (any GPU type) or nvidia.com/gpu.present: "true")'
+TOLERATES = "tolerates the GPU taint nvidia.com/gpu=true:NoSchedule"
+
+
+def on_gpu_nodes_without_a_limit(*reasons: str, path: str = POD) -> str:
+    return (f'{path} {" and ".join(reasons)}, but no container sets limits["nvidia.com/gpu"]: the pod can run on a GPU '
+            "node without a GPU counted against the team's quota")
+
+
+def without_gpus(obj: dict) -> dict:
+    """The compliant GPU Job with its GPU request and limit taken away (selector and toleration kept)."""
+    return mutate(obj, lambda o: [pod(o)["containers"][0]["resources"][k].pop("nvidia.com/gpu") for k in ("requests", "limits")])
+
+
+def test_a_team_pod_on_gpu_nodes_must_set_a_gpu_limit():
+    """A pod that selects a GPU pool and/or tolerates the GPU taint lands on GPU nodes: without a GPU
+    limit it runs there uncounted by the quota (and an image's NVIDIA_VISIBLE_DEVICES=all sees the GPUs)."""
+    sneaky = without_gpus(gpu_job())
+    assert findings(GPU_RESOURCES, sneaky) == [(on_gpu_nodes_without_a_limit(SELECTS, TOLERATES), GPU_NODE_FIX)]
+    assert findings(GPU_RESOURCES, mutate(sneaky, lambda o: pod(o).pop("tolerations"))) == [
+        (on_gpu_nodes_without_a_limit(SELECTS), GPU_NODE_FIX)]
+    assert findings(GPU_RESOURCES, mutate(sneaky, lambda o: pod(o).pop("nodeSelector"))) == [
+        (on_gpu_nodes_without_a_limit(TOLERATES), GPU_NODE_FIX)]
+    # Tolerating every taint tolerates the GPU taint; a zero limit is no GPU; affinity selects like nodeSelector.
+    tolerates_all = mutate(sneaky, lambda o: [pod(o).pop("nodeSelector"), pod(o).update(tolerations=[{"operator": "Exists"}])])
+    assert messages(GPU_RESOURCES, tolerates_all) == [on_gpu_nodes_without_a_limit(TOLERATES)]
+    zero = mutate(sneaky, lambda o: pod(o)["containers"][0]["resources"]["limits"].update({"nvidia.com/gpu": "0"}))
+    assert messages(GPU_RESOURCES, zero) == [on_gpu_nodes_without_a_limit(SELECTS, TOLERATES)]
+    required = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]}]}]}}
+    by_affinity = mutate(sneaky, lambda o: [pod(o).pop("nodeSelector"), pod(o).pop("tolerations"),
+                                            pod(o).update(affinity={"nodeAffinity": required})])
+    assert messages(GPU_RESOURCES, by_affinity) == [on_gpu_nodes_without_a_limit(SELECTS)]
+    # Neither selecting a GPU pool nor tolerating the taint: a CPU pod, fine.
+    assert messages(GPU_RESOURCES, mutate(sneaky, lambda o: [pod(o).pop("nodeSelector"), pod(o).pop("tolerations")])) == []
+
+
+def test_gpu_node_pods_are_judged_in_team_objects_only():
+    """The platform's GPU DaemonSets (device plugin, dcgm-exporter) run on every GPU node without a
+    GPU of their own, outside team namespaces: they pass. The same pod as a team's is reported."""
+    exporter_pod = {"nodeSelector": {"nvidia.com/gpu.present": "true"},
+                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [{"name": "exporter", "image": "nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.1.3-ubuntu22.04",
+                                    "env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]}]}
+
+    def daemonset(namespace: str | None, labels: dict) -> dict:
+        meta = {"name": "dcgm-exporter", "labels": labels, **({"namespace": namespace} if namespace else {})}
+        return {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta,
+                "spec": {"template": {"metadata": {"labels": {"app": "dcgm"}}, "spec": copy.deepcopy(exporter_pod)}}}
+    for namespace in ("cloudml-system", "monitoring", "kube-system"):
+        assert messages(GPU_RESOURCES, daemonset(namespace, {})) == []
+    env = ('spec.template.spec.containers[0] (exporter).env[0] sets NVIDIA_VISIBLE_DEVICES (all), which only the NVIDIA '
+           'device plugin may set (from the GPUs allotted by limits["nvidia.com/gpu"]): set by hand it bypasses the GPU request')
+    expected = [env, on_gpu_nodes_without_a_limit(SELECTS, TOLERATES)]
+    assert messages(GPU_RESOURCES, daemonset("team-vision", {})) == expected
+    assert messages(GPU_RESOURCES, daemonset("default", {"cloudml.io/team": "vision"})) == expected
+    assert messages(GPU_RESOURCES, daemonset(None, {"cloudml.io/team": "vision"})) == expected
+    assert messages(GPU_RESOURCES, daemonset("cloudml-system", {}), team_namespace_prefix="cloudml-") == expected
+
+
+VISIBLE_DEVICES_FIX = ("Remove it and request GPUs with limits nvidia.com/gpu; to keep a container without GPUs from "
+                       "seeing the node's, set NVIDIA_VISIBLE_DEVICES to void.")
+OTHER_NVIDIA_FIX = "Remove it; GPUs and their devices come only with limits nvidia.com/gpu."
+
+
+@pytest.mark.parametrize(("env", "sets", "fix"), [
+    ({"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}, "NVIDIA_VISIBLE_DEVICES (all)", VISIBLE_DEVICES_FIX),
+    ({"name": "NVIDIA_VISIBLE_DEVICES", "value": "0,1,2,3"}, "NVIDIA_VISIBLE_DEVICES (0,1,2,3)", VISIBLE_DEVICES_FIX),
+    ({"name": "NVIDIA_VISIBLE_DEVICES", "valueFrom": {"configMapKeyRef": {"name": "gpus", "key": "visible"}}},
+     "NVIDIA_VISIBLE_DEVICES", VISIBLE_DEVICES_FIX),
+    ({"name": "NVIDIA_MIG_CONFIG_DEVICES", "value": "all"}, "NVIDIA_MIG_CONFIG_DEVICES (all)", OTHER_NVIDIA_FIX),
+    ({"name": "NVIDIA_MIG_MONITOR_DEVICES", "value": "all"}, "NVIDIA_MIG_MONITOR_DEVICES (all)", OTHER_NVIDIA_FIX),
+    ({"name": "NVIDIA_GDS", "value": "enabled"}, "NVIDIA_GDS (enabled)", OTHER_NVIDIA_FIX),
+    ({"name": "NVIDIA_MOFED", "value": "enabled"}, "NVIDIA_MOFED (enabled)", OTHER_NVIDIA_FIX),
+])
+def test_team_containers_do_not_set_the_device_plugins_variables(env, sets, fix):
+    """The device plugin sets these from the GPUs the kubelet allotted; a pod's own env comes after
+    the plugin's and wins, so set by hand they reach GPUs no request allotted, GPU container or not."""
+    for obj in (gpu_job(), without_gpus(mutate(gpu_job(), lambda o: [pod(o).pop("nodeSelector"), pod(o).pop("tolerations")]))):
+        job = mutate(obj, lambda o: pod(o)["initContainers"][0].update(env=[env]))
+        assert findings(GPU_RESOURCES, job) == [(
+            f"{SIDECAR}.env[0] sets {sets}, which only the NVIDIA device plugin may set (from the GPUs allotted by "
+            'limits["nvidia.com/gpu"]): set by hand it bypasses the GPU request', fix)]
+
+
+@pytest.mark.parametrize("env", [
+    {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"},  # what cloudml's dev environment sidecar sets
+    {"name": "NVIDIA_VISIBLE_DEVICES", "value": "none"},
+    {"name": "NVIDIA_VISIBLE_DEVICES", "value": ""},
+    {"name": "NVIDIA_VISIBLE_DEVICES"},
+    {"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "compute,utility"},  # which driver libraries: not devices
+    {"name": "NVIDIA_VISIBLE_DEVICES", "value": UNKNOWN_STRING_VALUE},  # unknown in a preview: not judged
+])
+def test_hiding_the_gpus_and_other_nvidia_variables_pass(env):
+    job = mutate(gpu_job(), lambda o: pod(o)["initContainers"][0].update(env=[env]))
+    assert findings(GPU_RESOURCES, job) == []
+
+
+def test_cloudmls_dev_environment_sidecar_hides_the_gpus_and_passes():
+    [job] = by_kind(render_workload({"kind": "devEnvironment", "name": "alice", "gpus": 1}))["Job"]
+    sidecar = pod(job)["initContainers"][0]
+    assert {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"} in sidecar["env"]
+    assert findings(GPU_RESOURCES, job) == []
 
 
 # --- image-pinned-from-allowed-registry ------------------------------------------------------
@@ -318,6 +474,27 @@ def test_internet_facing_load_balancer_needs_source_ranges_without_the_whole_int
         "spec.loadBalancerSourceRanges[2] is ::/0, which admits the whole internet",
         "spec.loadBalancerSourceRanges[3] not-a-cidr is not a CIDR",
     ]
+
+
+LB_RANGES_FIX = ("List the CIDRs allowed to connect in spec.loadBalancerSourceRanges (never 0.0.0.0/0), or set "
+                 f"{SCHEME_FIELD} to internal.")
+
+
+@pytest.mark.parametrize(("ranges", "expected"), [
+    (["0.0.0.0/1", "128.0.0.0/1"],
+     ["spec.loadBalancerSourceRanges 0.0.0.0/1, 128.0.0.0/1 together cover 0.0.0.0/0, which admits the whole internet"]),
+    (["128.0.0.0/1", "203.0.113.0/24", "0.0.0.0/2", "64.0.0.0/2"],
+     ["spec.loadBalancerSourceRanges 128.0.0.0/1, 203.0.113.0/24, 0.0.0.0/2, 64.0.0.0/2 together cover 0.0.0.0/0, "
+      "which admits the whole internet"]),
+    # One family whole in a single entry (reported as such), the other in pieces.
+    (["0.0.0.0/0", "::/1", "8000::/1"],
+     ["spec.loadBalancerSourceRanges[0] is 0.0.0.0/0, which admits the whole internet",
+      "spec.loadBalancerSourceRanges ::/1, 8000::/1 together cover ::/0, which admits the whole internet"]),
+    (["0.0.0.0/1", "128.0.0.0/2", "192.0.0.0/3"], []),  # 224.0.0.0/3 left out
+])
+def test_source_ranges_that_together_cover_the_whole_internet(ranges, expected):
+    service = lb_service({SCHEME: "internet-facing"}, loadBalancerSourceRanges=ranges)
+    assert findings(LOAD_BALANCER_INTERNAL, service) == [(message, LB_RANGES_FIX) for message in expected]
 
 
 def test_cloudmls_own_renders_of_every_expose_pass():

@@ -39,9 +39,9 @@ def check_protected(resource: PlannedResource, config: PolicyConfig) -> Iterator
         yield Finding(
             f"protect is not set on this {kind}: `pulumi destroy` or a replacing change removes it from the stack"
             f"{retained}",
-            "set protectStatefulResources: true in the platform config (the resource option protect=True); for a "
+            "Set protectStatefulResources: true in the platform config (the resource option protect=True); for a "
             "throwaway stack, disable this rule: rules: {stateful-resources-protected: disabled} in the policy "
-            'settings (cloudml plan --policy-config), {"stateful-resources-protected": "disabled"} in the pack config',
+            'settings (cloudml plan --policy-config), {"stateful-resources-protected": "disabled"} in the pack config.',
         )
 
 

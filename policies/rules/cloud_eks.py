@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from components.labels import GPU_PRESENT_LABEL, GPU_TAINT_KEY, GPU_TYPE_LABEL
 from policies.core import (
     ADVISORY, MANDATORY, Finding, PlannedResource, PolicyConfig, ResourceRule, StackRule, environment_stacks,
+    whole_spaces_covered,
 )
 from policies.rules.cloud_common import is_true, is_unknown, items, mapping, quoted, strings, whole_number
 
@@ -26,8 +27,8 @@ NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 # --- eks-endpoint-restricted ----------------------------------------------------------------
 
 
-ENDPOINT_FIX = ("set vpcConfig.endpointPublicAccess: false (platform endpoint.publicAccessCidrs: []), or list only "
-                "your office/VPN CIDRs in vpcConfig.publicAccessCidrs")
+ENDPOINT_FIX = ("Set vpcConfig.endpointPublicAccess: false (platform endpoint.publicAccessCidrs: []), or list only "
+                "your office/VPN CIDRs in vpcConfig.publicAccessCidrs.")
 
 
 def check_endpoint(resource: PlannedResource, config: PolicyConfig) -> Iterator[Finding]:
@@ -44,20 +45,27 @@ def check_endpoint(resource: PlannedResource, config: PolicyConfig) -> Iterator[
         yield Finding(f"vpcConfig.endpointPublicAccess {state} and vpcConfig.publicAccessCidrs is not set: "
                       "the Kubernetes API is open to 0.0.0.0/0 (AWS's default)", ENDPOINT_FIX)
         return
+    whole = set()
     for i, cidr in enumerate(items(cidrs)):
         try:
-            world = ipaddress.ip_network(str(cidr), strict=False).prefixlen == 0
+            network = ipaddress.ip_network(str(cidr), strict=False)
         except ValueError:
             continue  # not a CIDR (unknown, or EKS rejects it): nothing to judge
-        if world:
+        if network.prefixlen == 0:
+            whole.add(str(network))
             yield Finding(f"vpcConfig.publicAccessCidrs[{i}] is {cidr}: the Kubernetes API is open to the whole internet",
                           ENDPOINT_FIX)
+    # Split into pieces (0.0.0.0/1 + 128.0.0.0/1), the whole space is as open.
+    for space, listed in whole_spaces_covered(items(cidrs)):
+        if space not in whole:
+            yield Finding(f"vpcConfig.publicAccessCidrs {', '.join(listed)} together cover {space}: the Kubernetes API "
+                          "is open to the whole internet", ENDPOINT_FIX)
 
 
 # --- eks-secrets-encrypted ------------------------------------------------------------------
 
 
-SECRETS_FIX = ('set encryptionConfig: {resources: ["secrets"], provider: {keyArn: <a KMS key ARN>}}')
+SECRETS_FIX = 'Set encryptionConfig: {resources: ["secrets"], provider: {keyArn: <a KMS key ARN>}}.'
 
 
 def check_secrets(resource: PlannedResource, config: PolicyConfig) -> Iterator[Finding]:
@@ -91,7 +99,7 @@ def check_audit(resource: PlannedResource, config: PolicyConfig) -> Iterator[Fin
     logs = resource.props.get("enabledClusterLogTypes")
     if not is_unknown(logs) and "audit" not in strings(logs):
         yield Finding('enabledClusterLogTypes does not include "audit": the API server\'s audit log is not kept',
-                      'add "audit" to enabledClusterLogTypes (it goes to CloudWatch Logs /aws/eks/<cluster>/cluster)')
+                      'Add "audit" to enabledClusterLogTypes (it goes to CloudWatch Logs /aws/eks/<cluster>/cluster).')
 
 
 # --- launch-template-imdsv2 -----------------------------------------------------------------
@@ -105,13 +113,13 @@ def check_launch_template(resource: PlannedResource, config: PolicyConfig) -> It
                  if tokens is None else f"is {quoted(tokens)}: instances accept IMDSv1")
         # Required even with httpEndpoint "disabled": re-enabling the endpoint must not bring IMDSv1 back.
         yield Finding(f"metadataOptions.httpTokens {state}, whose credentials an SSRF can steal",
-                      "set metadataOptions.httpTokens: required (and httpPutResponseHopLimit: 1)")
+                      "Set metadataOptions.httpTokens: required (and httpPutResponseHopLimit: 1).")
     for i, interface in enumerate(items(resource.props.get("networkInterfaces"))):
         value = mapping(interface).get("associatePublicIpAddress")
         if is_true(value):
             yield Finding(
                 f"networkInterfaces[{i}].associatePublicIpAddress is {quoted(value)}: nodes get public IP addresses",
-                'remove associatePublicIpAddress (or set it to "false"); nodes reach out through the NAT gateways',
+                'Remove associatePublicIpAddress (or set it to "false"); nodes reach out through the NAT gateways.',
             )
 
 
@@ -138,16 +146,16 @@ def check_gpu_max_size(resource: PlannedResource, config: PolicyConfig) -> Itera
     size = _size(resource, "maxSize")
     if is_gpu_node_group(resource) and size is not None and size > config.max_gpu_pool_nodes:
         yield Finding(f"scalingConfig.maxSize is {size}, above the cap of {config.max_gpu_pool_nodes} nodes per GPU pool",
-                      f"lower the pool's max (scalingConfig.maxSize) to at most {config.max_gpu_pool_nodes}, "
-                      "or raise maxGpuPoolNodes in the pack config")
+                      f"Lower the pool's max (scalingConfig.maxSize) to at most {config.max_gpu_pool_nodes}, "
+                      "or raise maxGpuPoolNodes in the pack config.")
 
 
 def check_gpu_min_size(resource: PlannedResource, config: PolicyConfig) -> Iterator[Finding]:
     size = _size(resource, "minSize")
     if is_gpu_node_group(resource) and size is not None and size > 0:
         yield Finding(f"scalingConfig.minSize is {size}: the GPU pool keeps {size} node(s) running when idle",
-                      "set the pool's min (scalingConfig.minSize) to 0; "
-                      "the Cluster Autoscaler adds nodes when GPU pods wait")
+                      "Set the pool's min (scalingConfig.minSize) to 0; "
+                      "the Cluster Autoscaler adds nodes when GPU pods wait.")
 
 
 def check_dev_spot(resources: list[PlannedResource], config: PolicyConfig) -> Iterator[tuple[PlannedResource, Finding]]:
@@ -161,14 +169,15 @@ def check_dev_spot(resources: list[PlannedResource], config: PolicyConfig) -> It
             # Reported once per stack, on its first GPU group: any one of them could be the spot pool.
             yield gpu_groups[0], Finding(
                 f"no GPU node group of dev stack {stack} has capacityType SPOT: every dev GPU hour is billed on-demand",
-                "add a GPU pool with capacity: spot (capacityType SPOT) for interruptible dev and sweep work",
+                "Add a GPU pool with capacity: spot (capacityType SPOT) for interruptible dev and sweep work.",
             )
 
 
 EKS_RULES = [
     ResourceRule(
         name="eks-endpoint-restricted",
-        description="The EKS API endpoint is private, or public only to listed CIDRs, none of them 0.0.0.0/0.",
+        description="The EKS API endpoint is private, or public only to listed CIDRs that neither are nor together "
+        "cover 0.0.0.0/0 (or ::/0).",
         level=MANDATORY, types=(CLUSTER,), check=check_endpoint,
         opt_out="none: mandatory (list the CIDRs that need the API in publicAccessCidrs). A stack whose contract opts "
         "into a world-open endpoint (endpoint.allowPublicInternet) must also set rules: {eks-endpoint-restricted: "

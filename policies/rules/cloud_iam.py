@@ -122,7 +122,7 @@ def statement_findings(document: Mapping[str, Any], field: str) -> Iterator[Find
         actions = strings(statement.get("Action"))
         if any(a in ("*", "*:*") for a in actions):
             yield Finding(f'{where}.Action is "*": it allows every action of every service',
-                          'list the actions the principal needs instead of "*"')
+                          'List the actions the principal needs instead of "*".')
             continue
         if "NotResource" in statement:
             reach = "NotResource (every resource but those listed)"
@@ -142,8 +142,8 @@ def statement_findings(document: Mapping[str, Any], field: str) -> Iterator[Find
             granted = f"write actions {', '.join(writes)}"
         yield Finding(
             f"{where} allows {granted} on {reach} without a Condition that scopes them",
-            "name the resources (ARNs) the write actions apply to, or add a Condition that scopes them "
-            '(StringEquals or Null "false" on aws:ResourceTag/..., aws:RequestTag/..., or ec2:Vpc)',
+            "Name the resources (ARNs) the write actions apply to, or add a Condition that scopes them "
+            '(StringEquals or Null "false" on aws:ResourceTag/..., aws:RequestTag/..., or ec2:Vpc).',
         )
 
 
@@ -159,7 +159,7 @@ def _managed_policy_finding(arn: Any, field: str) -> Finding | None:
     if grants is None:
         return None
     return Finding(f"{field} attaches the AWS managed policy {name}, which allows {grants}",
-                   "attach a policy that lists the actions and resources the principal needs")
+                   "Attach a policy that lists the actions and resources the principal needs.")
 
 
 def check_iam(resource: PlannedResource, config: PolicyConfig) -> Iterator[Finding]:

@@ -106,7 +106,7 @@ def check_public_access(resources: list[PlannedResource], config: PolicyConfig) 
         if not blocks:
             yield bucket, Finding(
                 f"no {PUBLIC_ACCESS_BLOCK} for this bucket: nothing in the stack keeps {', '.join(BLOCK_FLAGS)} on",
-                f"add a BucketPublicAccessBlock on this bucket with {', '.join(f'{f}: true' for f in BLOCK_FLAGS)}",
+                f"Add a BucketPublicAccessBlock on this bucket with {', '.join(f'{f}: true' for f in BLOCK_FLAGS)}.",
             )
         for block in blocks:
             off = [f for f in BLOCK_FLAGS if not is_true(block.props.get(f)) and not is_unknown(block.props.get(f))]
@@ -114,7 +114,7 @@ def check_public_access(resources: list[PlannedResource], config: PolicyConfig) 
                 yield block, Finding(
                     f"{', '.join(off)} {'is' if len(off) == 1 else 'are'} not true (bucket {bucket.name}): "
                     "the bucket can be made public",
-                    f"set {', '.join(f'{f}: true' for f in off)}",
+                    f"Set {', '.join(f'{f}: true' for f in off)}.",
                 )
 
 
@@ -136,7 +136,8 @@ def _kms_problems(rules: list[tuple[str, object]], container: str) -> list[str]:
     return problems
 
 
-KMS_FIX = 'set applyServerSideEncryptionByDefault.sseAlgorithm: "aws:kms" with kmsMasterKeyId: <the storage key ARN>'
+KMS_SETTING = 'applyServerSideEncryptionByDefault.sseAlgorithm: "aws:kms" with kmsMasterKeyId: <the storage key ARN>'
+KMS_FIX = f"Set {KMS_SETTING}."
 
 
 def check_kms(resources: list[PlannedResource], config: PolicyConfig) -> Iterator[Pair]:
@@ -146,7 +147,7 @@ def check_kms(resources: list[PlannedResource], config: PolicyConfig) -> Iterato
         if not configs and not inline:
             yield bucket, Finding(
                 f"no {ENCRYPTION_TYPES[0]} for this bucket: objects get S3-managed keys (SSE-S3), not KMS",
-                f"add a BucketServerSideEncryptionConfiguration on this bucket; {KMS_FIX}",
+                f"Add a BucketServerSideEncryptionConfiguration on this bucket with {KMS_SETTING}.",
             )
         if inline and not is_unknown(inline.get("rule")):
             path = "serverSideEncryptionConfiguration.rule"
@@ -204,8 +205,8 @@ def tls_gaps(document, name: str | None) -> tuple[str, list[str]] | None:
     return best or ("", [])
 
 
-TLS_FIX = ('add a statement {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": [<bucket ARN>, '
-           '"<bucket ARN>/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}')
+TLS_FIX = ('Add the bucket policy statement {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": '
+           '[<bucket ARN>, "<bucket ARN>/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}.')
 
 
 def _tls_finding(field: str, gaps: tuple[str, list[str]]) -> Finding:

@@ -1,8 +1,10 @@
-"""Rules over the pods of Kubernetes objects: Pod Security `restricted` in team namespaces, GPU
-containers (limits, taint toleration, GPU pool), and idle culling of dev environments.
+"""Rules over the pods of Kubernetes objects: Pod Security `restricted` for team workloads, GPU
+containers (limits, taint toleration, GPU pool; no GPU node without a GPU limit, no hand-set
+device-plugin variables in team workloads), and idle culling of dev environments.
 
 Also the helpers the other workload rules share: the Pulumi types of objects with pods, the pod
-templates of an object with their labels, and a label selector matcher.
+templates of an object with their labels, a label selector matcher, and `is_team_object`, which
+says which objects are a team's (the scope of every team rule).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from components.labels import GPU_PRESENT_LABEL, GPU_RESOURCE, GPU_TAINT_KEY, GPU_TAINT_VALUE, GPU_TYPE_LABEL
+from components.labels import (
+    GPU_PRESENT_LABEL, GPU_RESOURCE, GPU_TAINT_KEY, GPU_TAINT_VALUE, GPU_TYPE_LABEL, TEAM_LABEL,
+)
 from policies.core import (
     ADVISORY, MANDATORY, Finding, PlannedResource, PolicyConfig, ResourceRule, containers, is_unknown, items, mapping,
     pod_specs, whole_number,
@@ -36,8 +40,21 @@ DEV_ENVIRONMENT = "devEnvironment"
 JUPYTER_IDLE_FLAG = "--ServerApp.shutdown_no_activity_timeout"
 IDLE_TIMEOUT_ENV = "CLOUDML_IDLE_TIMEOUT"
 _IDLE_FLAG_RE = re.compile(re.escape(JUPYTER_IDLE_FLAG) + r"(?:=|\s+)(-?\d+)")
-# restricted_violations ends most messages with ": <what to do>"; these verbs start that part.
+# restricted_violations ends its messages with ": <what to do>"; these verbs start that part.
 _FIX_VERBS = ("set ", "remove", "drop ", "add ", "use ")
+# Environment variables the NVIDIA device plugin sets in a container from the devices the kubelet
+# allotted it (k8s-device-plugin internal/plugin/server.go getAllocateResponse: the device list
+# variable, NVIDIA_VISIBLE_DEVICES by default, and NVIDIA_GDS / NVIDIA_MOFED), plus the MIG
+# capability variables the NVIDIA container toolkit honours. Set by hand (a pod's env comes after
+# the plugin's, so it wins) they hand a container GPUs that no nvidia.com/gpu request allotted.
+DEVICE_PLUGIN_ENV = ("NVIDIA_VISIBLE_DEVICES", "NVIDIA_GDS", "NVIDIA_MOFED", "NVIDIA_MIG_CONFIG_DEVICES",
+                     "NVIDIA_MIG_MONITOR_DEVICES")
+VISIBLE_DEVICES_ENV = "NVIDIA_VISIBLE_DEVICES"
+# Values of NVIDIA_VISIBLE_DEVICES that give a container no GPU (the NVIDIA container toolkit:
+# void or empty behaves like runc, none exposes the driver but no device): what a GPU-less
+# container on a GPU node sets against an image's NVIDIA_VISIBLE_DEVICES=all (cloudml's dev
+# environment sidecar does).
+NO_GPU_VALUES = ("void", "none", "")
 
 
 def lookup(obj: Any, path: str) -> Any:
@@ -100,6 +117,18 @@ def selector_matches(selector: Any, labels: Mapping[str, Any]) -> bool:
     return True
 
 
+def is_team_object(obj: Any, config: PolicyConfig) -> bool:
+    """Whether a Kubernetes object is a team's, which every team rule judges: its namespace (for a
+    Namespace, its own name) starts with teamNamespacePrefix, or it or one of its pod templates
+    carries the cloudml.io/team label, whatever namespace it is in (`default`, or none at all)."""
+    obj = mapping(obj)
+    namespace = name_in(obj, "name" if obj.get("kind") == "Namespace" else "namespace")
+    if namespace.startswith(config.team_namespace_prefix):
+        return True
+    return TEAM_LABEL in mapping(metadata(obj).get("labels")) or any(
+        TEAM_LABEL in labels for _, labels, _ in pod_templates(obj))
+
+
 def container_at(path: str, where: str, container: Mapping[str, Any]) -> str:
     """`<pod path>.containers[0] (main)`: the field path of a container, with its name."""
     return f"{path}.{where} ({mapping(container).get('name', '?')})"
@@ -109,15 +138,20 @@ def container_at(path: str, where: str, container: Mapping[str, Any]) -> str:
 
 
 def _split_fix(message: str) -> tuple[str, str]:
-    head, sep, tail = message.rpartition(": ")
-    if sep and tail.startswith(_FIX_VERBS):
-        return head, tail[0].upper() + tail[1:] + "."
+    """(what is wrong, the fix as a sentence) of a restricted_violations message: split at the first
+    ": " followed by a fix verb (the fix itself may hold ": ", as in a list of allowed types)."""
+    at = message.find(": ")
+    while at != -1:
+        tail = message[at + 2:]
+        if tail.startswith(_FIX_VERBS):
+            return message[:at], tail[0].upper() + tail[1:] + "."
+        at = message.find(": ", at + 2)
     return message, "Change the pod spec so that it meets Pod Security restricted."
 
 
 def check_pod_security(resource: PlannedResource, config: PolicyConfig) -> Iterator[Finding]:
     obj = mapping(resource.props)
-    if not name_in(obj, "namespace").startswith(config.team_namespace_prefix):
+    if not is_team_object(obj, config):
         return
     for path, spec in pods(obj):
         try:
@@ -134,12 +168,13 @@ def check_pod_security(resource: PlannedResource, config: PolicyConfig) -> Itera
 
 POD_SECURITY_RESTRICTED = ResourceRule(
     name="pod-security-restricted",
-    description="Pods of objects in team namespaces pass the Pod Security Standards restricted profile.",
+    description="Pods of team objects (in a namespace starting with teamNamespacePrefix, or labelled "
+    "cloudml.io/team) pass the Pod Security Standards restricted profile.",
     level=MANDATORY,
     types=POD_TYPES,
     check=check_pod_security,
     opt_out="none: mandatory (team namespaces also enforce restricted at admission); "
-    "objects outside namespaces starting with teamNamespacePrefix are not checked.",
+    "objects neither in a namespace starting with teamNamespacePrefix nor labelled cloudml.io/team are not checked.",
     config_keys=("teamNamespacePrefix",),
 )
 
@@ -199,8 +234,55 @@ def _selects_gpu_pool(spec: Mapping[str, Any]) -> bool | None:
     )
 
 
+def _gpu_limits_unknown(spec: Mapping[str, Any]) -> bool:
+    """Whether some container's GPU limit may be set but is not known yet (its containers list, a
+    container, its resources or limits, or the limit itself is unknown)."""
+    groups = [spec.get(g) for g in ("initContainers", "containers", "ephemeralContainers")]
+    if any(is_unknown(g) or any(is_unknown(c) for c in items(g)) for g in groups):
+        return True
+    for _, container in containers(spec):
+        resources = container.get("resources")
+        limits = mapping(resources).get("limits")
+        if is_unknown(resources) or is_unknown(limits) or is_unknown(mapping(limits).get(GPU_RESOURCE)):
+            return True
+    return False
+
+
+def _gpu_node_reasons(spec: Mapping[str, Any]) -> list[str]:
+    """What (known) in a pod spec lets it run on GPU nodes: selecting a GPU pool, tolerating the GPU taint."""
+    reasons = []
+    if _selects_gpu_pool(spec) is True:
+        reasons.append(f"selects a GPU pool ({GPU_POOL_SELECTORS})")
+    if any(not is_unknown(t) and _tolerates_gpu_taint(t) for t in items(spec.get("tolerations"))):
+        reasons.append(f"tolerates the GPU taint {GPU_TAINT_KEY}={GPU_TAINT_VALUE}:{GPU_TAINT_EFFECT}")
+    return reasons
+
+
+def _device_plugin_env(path: str, spec: Mapping[str, Any]) -> Iterator[Finding]:
+    """Env variables only the NVIDIA device plugin may set (DEVICE_PLUGIN_ENV), set by hand."""
+    for where, container in containers(spec):
+        for j, env in enumerate(items(container.get("env"))):
+            name, value = mapping(env).get("name"), mapping(env).get("value")
+            if name not in DEVICE_PLUGIN_ENV or is_unknown(value):
+                continue
+            if name == VISIBLE_DEVICES_ENV and "valueFrom" not in mapping(env) and str(value or "").strip() in NO_GPU_VALUES:
+                continue  # hides the node's GPUs from a container without any: the safe use
+            shown = f" ({value})" if isinstance(value, str) and value else ""
+            fix = (f"Remove it and request GPUs with limits {GPU_RESOURCE}; to keep a container without GPUs from "
+                   f"seeing the node's, set {VISIBLE_DEVICES_ENV} to void." if name == VISIBLE_DEVICES_ENV
+                   else f"Remove it; GPUs and their devices come only with limits {GPU_RESOURCE}.")
+            yield Finding(
+                f"{container_at(path, where, container)}.env[{j}] sets {name}{shown}, which only the NVIDIA device "
+                f"plugin may set (from the GPUs allotted by limits[\"{GPU_RESOURCE}\"]): set by hand it bypasses the "
+                "GPU request", fix)
+
+
 def check_gpu_resources(resource: PlannedResource, config: PolicyConfig) -> Iterator[Finding]:
-    for path, spec in pods(resource.props):
+    obj = mapping(resource.props)
+    # Team objects only for the GPU-node and NVIDIA_* checks: the platform's own GPU DaemonSets
+    # (device plugin, dcgm-exporter) run on every GPU node without a GPU of their own.
+    team = is_team_object(obj, config)
+    for path, spec in pods(obj):
         uses_gpus = False
         for where, container in containers(spec):
             resources = container.get("resources")
@@ -220,6 +302,14 @@ def check_gpu_resources(resource: PlannedResource, config: PolicyConfig) -> Iter
             elif request is not None and request != limit:
                 yield Finding(f'{at}.limits["{GPU_RESOURCE}"] is {limit} but requests is {request}: they must be equal',
                               f"Set requests and limits {GPU_RESOURCE} to the same count.")
+        if team:
+            yield from _device_plugin_env(path, spec)
+            if not uses_gpus and not _gpu_limits_unknown(spec) and (reasons := _gpu_node_reasons(spec)):
+                yield Finding(
+                    f"{path} {' and '.join(reasons)}, but no container sets limits[\"{GPU_RESOURCE}\"]: the pod can run "
+                    "on a GPU node without a GPU counted against the team's quota",
+                    f"Set limits {GPU_RESOURCE} on the container that uses GPUs (requests equal), or remove the GPU "
+                    "pool selector and the GPU taint toleration.")
         if not uses_gpus:
             continue
         tolerations = spec.get("tolerations")
@@ -235,12 +325,16 @@ def check_gpu_resources(resource: PlannedResource, config: PolicyConfig) -> Iter
 GPU_RESOURCES = ResourceRule(
     name="gpu-resources",
     description=f"Containers using {GPU_RESOURCE} set limits equal to requests, and their pods tolerate the GPU "
-    "taint and select a GPU pool.",
+    "taint and select a GPU pool. Team pods that select a GPU pool or tolerate the GPU taint set an "
+    f"{GPU_RESOURCE} limit, and team containers do not set the device plugin's NVIDIA_* variables "
+    f"({', '.join(DEVICE_PLUGIN_ENV)}; {VISIBLE_DEVICES_ENV} void or none, which hide the GPUs, is allowed).",
     level=MANDATORY,
     types=POD_TYPES,
     check=check_gpu_resources,
-    opt_out="none: mandatory, in every namespace (a GPU pod without them is rejected or never scheduled).",
-    config_keys=(),
+    opt_out="none: mandatory, in every namespace (a GPU pod without them is rejected or never scheduled); the GPU-node "
+    "and NVIDIA_* checks cover team objects only (a namespace starting with teamNamespacePrefix, or the "
+    "cloudml.io/team label), so the platform's GPU DaemonSets pass.",
+    config_keys=("teamNamespacePrefix",),
 )
 
 

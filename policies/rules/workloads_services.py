@@ -9,12 +9,14 @@ import fnmatch
 import ipaddress
 from collections.abc import Iterator
 
-from components.labels import GPU_RESOURCE, TEAM_LABEL
+from components.labels import GPU_RESOURCE
 from policies.core import (
     ADVISORY, MANDATORY, Finding, PlannedResource, PolicyConfig, ResourceRule, StackRule, environment_stacks, is_unknown,
-    items, mapping, whole_number,
+    items, mapping, whole_number, whole_spaces_covered,
 )
-from policies.rules.workloads_pods import COMPONENT_LABEL, metadata, name_in, pod_templates, selector_matches
+from policies.rules.workloads_pods import (
+    COMPONENT_LABEL, is_team_object, metadata, name_in, pod_templates, selector_matches,
+)
 
 # AWS Load Balancer Controller; the legacy in-tree controller reads only the `internal` annotation.
 SCHEME_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-scheme"
@@ -60,6 +62,7 @@ def check_load_balancer(resource: PlannedResource, config: PolicyConfig) -> Iter
     if is_unknown(ranges):
         return
     ranges = items(ranges)
+    whole = set()
     if not ranges:
         yield Finding(f"spec.loadBalancerSourceRanges is empty on an {INTERNET_FACING} load balancer, "
                       "which then admits the whole internet", ranges_fix)
@@ -72,13 +75,19 @@ def check_load_balancer(resource: PlannedResource, config: PolicyConfig) -> Iter
             yield Finding(f"spec.loadBalancerSourceRanges[{i}] {cidr} is not a CIDR", ranges_fix)
             continue
         if network.prefixlen == 0:
+            whole.add(str(network))
             yield Finding(f"spec.loadBalancerSourceRanges[{i}] is {cidr}, which admits the whole internet", ranges_fix)
+    # Split into pieces (0.0.0.0/1 + 128.0.0.0/1), the whole space is as open.
+    for space, listed in whole_spaces_covered(ranges):
+        if space not in whole:
+            yield Finding(f"spec.loadBalancerSourceRanges {', '.join(listed)} together cover {space}, which admits the "
+                          "whole internet", ranges_fix)
 
 
 LOAD_BALANCER_INTERNAL = ResourceRule(
     name="load-balancer-internal",
     description="LoadBalancer Services are internal, unless explicitly internet-facing with source ranges "
-    "that exclude 0.0.0.0/0.",
+    "that neither are nor together cover 0.0.0.0/0 (or ::/0).",
     level=MANDATORY,
     types=("kubernetes:core/v1:Service",),
     check=check_load_balancer,
@@ -104,8 +113,7 @@ def check_gpu_quota(resources: list[PlannedResource], config: PolicyConfig) -> I
     quotas = _types(resources, "kubernetes:core/v1:ResourceQuota")
     for namespace in _types(resources, "kubernetes:core/v1:Namespace"):
         name = name_in(namespace.props, "name")
-        labels = mapping(metadata(namespace.props).get("labels"))
-        if not name or not (name.startswith(config.team_namespace_prefix) or TEAM_LABEL in labels):
+        if not name or not is_team_object(namespace.props, config):
             continue
         # A quota whose namespace or limits are unknown (before the update) may be the one: not judged.
         if any(_unknown_quota(q, name) for q in quotas):
@@ -125,7 +133,8 @@ def check_gpu_quota(resources: list[PlannedResource], config: PolicyConfig) -> I
 
 TEAM_NAMESPACE_GPU_QUOTA = StackRule(
     name="team-namespace-gpu-quota",
-    description=f"Every team namespace has a ResourceQuota that caps {GPU_QUOTA}.",
+    description=f"Every team namespace (named with teamNamespacePrefix, or labelled cloudml.io/team) has a "
+    f"ResourceQuota that caps {GPU_QUOTA}.",
     level=MANDATORY,
     check=check_gpu_quota,
     opt_out="none: mandatory (cloudml's tenancy renders the quota from the team's gpuQuota).",
