@@ -4,7 +4,9 @@
 Exit status 0 when every stack plans cleanly, 1 when a planned stack violates a mandatory rule
 (every plan is still written; stderr names the stacks), 2 when a stack's config or the
 `--policy-config` file is invalid (the message names every problem; no traceback; 2 wins over 1
-when both happen with --all: an invalid stack was not checked at all), 3 on an internal error.
+when both happen with --all: an invalid stack was not checked at all), 3 on an internal error (or,
+with `--project`, when that project's program fails). `cloudml plan <stack> --project DIR` plans
+another Pulumi Python program under the same mocks and rules (cloudml.project).
 `cloudml contract`: the stack contract reference (Markdown), generated from components/spec.py.
 """
 
@@ -21,8 +23,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from cloudml.plan import Planner, StackConfigError, StackPlan, write_plan
+from cloudml.project import PulumiProject
 from cloudml.report import print_plan
 from cloudml.stackfile import STACK_NAME, list_stacks
+from components.errors import ConfigError
 from policies.settings import PolicySettings, PolicySettingsError, load_settings
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG, EXIT_INTERNAL = 0, 1, 2, 3
@@ -44,7 +48,11 @@ def main() -> None:
 def plan(
     stack: str | None = typer.Argument(None, help="Stack to plan (the <stack> of stacks/Pulumi.<stack>.yaml)."),
     all_stacks: bool = typer.Option(False, "--all", help="Plan every stack in the stacks directory."),
-    stacks_dir: Path = typer.Option(Path("stacks"), "--stacks-dir", help="Where the Pulumi.<stack>.yaml files are."),
+    stacks_dir: Path | None = typer.Option(None, "--stacks-dir", help="Where the Pulumi.<stack>.yaml files are (default: stacks)."),
+    project_dir: Path | None = typer.Option(
+        None, "--project", help="Plan another Pulumi Python program (a directory with Pulumi.yaml; stacks from its "
+        "stackConfigDir) under the same mocks and guardrails, instead of cloudml's own."
+    ),
     out: Path = typer.Option(Path("out"), "--out", help="Write out/<stack>/plan.json and manifests/ here."),
     output_format: Format = typer.Option(Format.text, "--format", help="text for people, json for CI (stdout)."),
     policy_config: Path | None = typer.Option(
@@ -59,6 +67,18 @@ def plan(
     if all_stacks == (stack is not None):
         errors.print("Name one stack, or pass --all (not both).", soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG)
+    project = None
+    if project_dir is not None:
+        if stacks_dir is not None:
+            errors.print("Pass --project or --stacks-dir, not both: a project's stacks are in its stackConfigDir.", soft_wrap=True)
+            raise typer.Exit(EXIT_CONFIG)
+        try:
+            project = PulumiProject.load(project_dir)
+        except ConfigError as error:
+            errors.print(f"project {project_dir}: {error.render()}", soft_wrap=True, markup=False)
+            raise typer.Exit(EXIT_CONFIG) from None
+        stacks_dir = project.stacks_dir
+    stacks_dir = stacks_dir if stacks_dir is not None else Path("stacks")
     names = list_stacks(stacks_dir) if all_stacks else [stack]
     if not names:
         errors.print(f"No stack files (Pulumi.<stack>.yaml) in {stacks_dir}.", soft_wrap=True, markup=False)
@@ -76,7 +96,7 @@ def plan(
                 invalid = [{"policyConfig": str(error.path), "problems": [vars(p) for p in error.problems]}]
                 _print_json([], invalid)
             raise typer.Exit(EXIT_CONFIG) from None
-    planner = Planner(stacks_dir, settings)
+    planner = Planner(stacks_dir, settings, project=project)
     plans: list[StackPlan] = []
     failures: list[dict] = []
     policy_failed: list[str] = []
@@ -94,8 +114,13 @@ def plan(
         except Exception as error:  # noqa: BLE001 - a bug, not bad input: short message, traceback on --debug
             if debug:
                 raise
-            errors.print(f"internal error while planning {name}: {type(error).__name__}: {error}\n"
-                         "Re-run with --debug for the traceback and report it.", soft_wrap=True, markup=False)
+            if project is not None:  # not cloudml's code: the program's own failure
+                errors.print(f"the program of project {project.name} ({project.main}) failed while planning {name}: "
+                             f"{type(error).__name__}: {error}\nRe-run with --debug for the traceback.",
+                             soft_wrap=True, markup=False)
+            else:
+                errors.print(f"internal error while planning {name}: {type(error).__name__}: {error}\n"
+                             "Re-run with --debug for the traceback and report it.", soft_wrap=True, markup=False)
             raise typer.Exit(EXIT_INTERNAL) from None
         folder = write_plan(result, out)
         plans.append(result)

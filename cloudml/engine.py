@@ -51,21 +51,23 @@ def run_program(
     stack: StackFile,
     stack_references: dict[str, tuple[dict, list[str]]] | None = None,
     program: Callable[[], None] = program_module.run,
+    project: str = PROJECT,
 ) -> ProgramRun:
     """Run the program for `stack` (or another program function: tests build single components
-    this way); raise ConfigError for bad config, anything else for bugs.
+    this way, `cloudml plan --project` another project's program); raise ConfigError for bad
+    config, anything else for bugs.
 
     A run that does not settle within the timeout (a future nothing completes) is abandoned and made
     once more: a run is pure — mocks, no side effects — and CI must never hang on one."""
     timeout = float(os.environ.get("CLOUDML_PLAN_TIMEOUT", "60"))
     try:
-        return _run_once(stack, stack_references, program, timeout)
+        return _run_once(stack, stack_references, program, project, timeout)
     except ProgramHung:
         logging.getLogger("cloudml.plan").warning("planning %s did not settle in %.0f s; planning it again", stack.name, timeout)
-        return _run_once(stack, stack_references, program, timeout)
+        return _run_once(stack, stack_references, program, project, timeout)
 
 
-def _run_once(stack: StackFile, stack_references, program: Callable[[], None], timeout: float) -> ProgramRun:
+def _run_once(stack: StackFile, stack_references, program: Callable[[], None], project: str, timeout: float) -> ProgramRun:
     mocks = CloudMocks(stack=stack.name, region=str(stack.config.get("aws:region", "us-west-2")),
                        stack_references=stack_references or {})
     monitor = RecordingMonitor(mocks)
@@ -88,7 +90,7 @@ def _run_once(stack: StackFile, stack_references, program: Callable[[], None], t
         # make the one that collects `pulumi.export`s: keep a placeholder root active meanwhile.
         placeholder = pulumi_settings.ROOT.set(object())  # type: ignore[arg-type]
         try:
-            pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack.name, preview=True, monitor=monitor, logger=logger)
+            pulumi.runtime.set_mocks(mocks, project=project, stack=stack.name, preview=True, monitor=monitor, logger=logger)
         finally:
             pulumi_settings.ROOT.reset(placeholder)
         # The set of Output tasks Pulumi waits for before a run ends survives set_mocks (MockSettings

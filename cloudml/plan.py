@@ -25,6 +25,7 @@ from policies.core import PlannedResource, evaluate, kubernetes_type
 from policies.settings import PolicySettings, apply_levels
 from cloudml.mocks import Registration, redact, secret_names, unwrap
 from components.errors import SECRET_DISPLAY
+from cloudml.project import PulumiProject
 from cloudml.stackfile import PROJECT, STACK_NAME, StackFile, load_stack_file, stack_path
 from components import platform_view as pv
 from components.errors import ConfigError, ConfigProblem, display_value
@@ -79,11 +80,12 @@ class StackPlan:
     policy_rules: int = 0  # how many rules were evaluated (disabled ones left out)
     plain_outputs: dict = field(default_factory=dict, repr=False)  # for a team's StackReference only
     secret_outputs: list[str] = field(default_factory=list)
+    project: str = PROJECT  # another project's name under `cloudml plan --project`
 
     def to_json(self) -> dict:
         return {
             "schemaVersion": PLAN_SCHEMA_VERSION,
-            "project": PROJECT,
+            "project": self.project,
             "stack": self.stack,
             "kind": self.kind,
             "summary": summary(self),
@@ -122,14 +124,17 @@ def summary(plan: StackPlan) -> dict:
 class Planner:
     """Plans stacks from one stacks directory; each stack is planned at most once."""
 
-    def __init__(self, stacks_dir: Path, policy: PolicySettings | None = None, rules: list | None = None):
+    def __init__(self, stacks_dir: Path, policy: PolicySettings | None = None, rules: list | None = None,
+                 project: PulumiProject | None = None):
         """`policy`: the settings of `--policy-config` (defaults: PolicyConfig's, every rule at its
-        level); `rules`: the rules to evaluate (default: policies.rules.RULES)."""
+        level); `rules`: the rules to evaluate (default: policies.rules.RULES); `project`: plan that
+        Pulumi project's program and stacks (`--project`) instead of cloudml's."""
         if rules is None:
             from policies.rules import RULES
 
             rules = RULES
-        self.stacks_dir = stacks_dir
+        self.project = project
+        self.stacks_dir = project.stacks_dir if project else stacks_dir
         self.policy = policy or PolicySettings()
         self.rules = apply_levels(rules, self.policy.rules)
         self._plans: dict[str, StackPlan] = {}
@@ -145,7 +150,9 @@ class Planner:
             self._in_progress.add(name)
             try:
                 stack = load_stack_file(self.stacks_dir, name)
-                if stack.kind == "platform":
+                if self.project is not None:
+                    planned = self._plan_program(stack, self.project)
+                elif stack.kind == "platform":
                     planned = self._plan_platform(stack)
                 else:
                     planned = self._plan_team(stack)
@@ -162,6 +169,14 @@ class Planner:
         spec = load_platform(stack.config.get(PLATFORM_KEY))
         run = run_program(stack)  # the program logs the platform's warnings; the run collects them
         return _build(stack, "platform", run, [], platform_budget(spec))
+
+    def _plan_program(self, stack: StackFile, project: PulumiProject) -> StackPlan:
+        """Another project's program: its resources and the guardrails; no GPU budget (that needs
+        cloudml's contract), and no stack references (nothing here can plan the stacks it reads)."""
+        run = run_program(stack, program=project.program(), project=project.name)
+        planned = _build(stack, "program", run, [], {})
+        planned.project = project.name
+        return planned
 
     def _plan_team(self, stack: StackFile) -> StackPlan:
         spec = parse_team(stack.config.get(TEAM_KEY))

@@ -10,10 +10,14 @@ from rich.tree import Tree
 from cloudml.plan import StackPlan, summary
 
 
+def _kind(plan: StackPlan) -> str:
+    return f"program of project {escape(plan.project)}" if plan.kind == "program" else plan.kind
+
+
 def print_plan(console: Console, plan: StackPlan, folder: str) -> None:
     info = summary(plan)
     console.print(
-        f"[bold]Plan for stack {plan.stack}[/bold] ({plan.kind}): what `pulumi preview` would create, "
+        f"[bold]Plan for stack {plan.stack}[/bold] ({_kind(plan)}): what `pulumi preview` would create, "
         "computed offline under mocks"
     )
     console.print(resource_tree(plan))
@@ -70,7 +74,9 @@ def resource_tree(plan: StackPlan) -> Tree:
 
 def print_budget(console: Console, plan: StackPlan) -> None:
     budget = plan.gpu_budget
-    if plan.kind == "platform":
+    if plan.kind == "program":
+        console.print("GPU budget: not computed (only cloudml's own stacks declare GPU pools and quotas)")
+    elif plan.kind == "platform":
         console.print(
             f"GPU budget: pools reach {budget['capacityGpus']} GPUs at max size; "
             f"team quotas total {budget['quotaGpus']}"

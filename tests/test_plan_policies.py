@@ -5,9 +5,9 @@
 - With small fake rules (monkeypatched in as `policies.rules.RULES`): the exact report lines,
   plan.json `findings` and `summary.policy`, `--format json`, exit 0 / 1 / 2, `--policy-config`
   (pack config keys, per-rule levels, and every kind of error in the file).
-- With the real rules: the sample stacks plan with zero mandatory violations, and each deliberately
-  unsafe case exits 1 naming its rule (tests/unsafe_stacks/README.md says which cases are stack
-  files and which inject the unsafe change into the planned resources).
+- With the real rules: the sample stacks plan with zero mandatory violations, and a minimal unsafe
+  change injected into a sample stack's planned resources exits 1 naming its rule (the unsafe
+  stacks under tests/unsafe_stacks/ are tests/test_unsafe_stacks.py's).
 """
 
 from __future__ import annotations
@@ -307,17 +307,6 @@ def test_sample_stacks_have_no_mandatory_violation(sample_plans, stack) -> None:
     assert found == []
 
 
-def test_public_endpoint_stack_fails_eks_endpoint_restricted(sample_plans, tmp_path) -> None:
-    """A stack file: the contract lets 0.0.0.0/0 through with endpoint.allowPublicInternet: true;
-    the policy still refuses it."""
-    code, out, err = cli("platform-public-endpoint", "--stacks-dir", UNSAFE, "--out", tmp_path)
-    assert code == 1
-    assert "[mandatory] eks-endpoint-restricted:" in out
-    assert "platform-public-endpoint" in err
-    plan = json.loads((tmp_path / "platform-public-endpoint/plan.json").read_text(encoding="utf-8"))
-    assert new_mandatory_rules(plan["findings"], sample_plans["platform-dev"].findings) == {"eks-endpoint-restricted"}
-
-
 def test_public_endpoint_opt_out_is_the_rule_level_in_the_policy_settings(tmp_path) -> None:
     """The reviewed opt-out of a world-open endpoint: the rule's level lowered in the settings file."""
     config = settings_file(tmp_path, {"rules": {"eks-endpoint-restricted": "advisory"}})
@@ -375,8 +364,8 @@ INJECTED = [
 
 @pytest.mark.parametrize(("stack", "mutate", "rule"), INJECTED, ids=[case[2] for case in INJECTED])
 def test_injected_unsafe_change_fails_its_rule(sample_plans, monkeypatch, tmp_path, stack, mutate, rule) -> None:
-    """Unsafe in a way no stack file can express (the contract and the components never produce
-    it): a sample stack is planned and the unsafe change is injected into its planned resources
+    """The smallest unsafe change to what cloudml's own components produce (the contract cannot
+    express it): a sample stack is planned and the change is injected into its planned resources
     (`cloudml.plan.planned_resources`), then `cloudml plan` runs end to end."""
     original = plan_module.planned_resources
 
