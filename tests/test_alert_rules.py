@@ -1,19 +1,25 @@
 """The platform's PrometheusRules: rendered from the PlatformSpec, valid against the CRD schema,
 accepted by the real `promtool check rules`, and every alert, recording rule and KEDA query
-exercised by `promtool test rules` on synthetic series (cases in tests/promtool/)."""
+exercised by `promtool test rules` on synthetic series (cases in tests/promtool/). Also the user
+PromQL the rules do not hold: every scale-to-zero activationQuery of the stacks and test fixtures
+parses, and the fixture's query returns one value."""
 
 from __future__ import annotations
 
+import ast
 import copy
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
-from conftest import sample_config
+from conftest import REPO, STACKS, sample_config
 from k8s_schema import schema_errors
 from promtool import promtool, rules_file, run_unit_tests
 from promtool.alert_cases import all_cases
-from promtool.expr_cases import keda_cases, recording_cases
+from promtool.expr_cases import activation_case, keda_cases, recording_cases
+from test_workload_model_service import WAKE_QUERY
 
 from components.monitoring.rules import (
     kube_state_metrics_allowlist,
@@ -140,6 +146,94 @@ def test_a_wrong_expectation_fails_the_unit_test(rules, tmp_path):
 
 def _expr(rules, alert):
     return next(r for r in all_rules(rules) if r.get("alert") == alert)
+
+
+def _run_quiet(rules, tmp_path, tests) -> subprocess.CompletedProcess:
+    return run_unit_tests(rules_file(rules, tmp_path / "rules.yaml"), tests, tmp_path)
+
+
+def _xid_case(name: str) -> dict:
+    return next(c for c in all_cases() if c["name"] == name)
+
+
+def test_xid_series_switch_needs_the_uuid_key(rules, tmp_path):
+    """The XID cases tell the rule's UUID key from a per-series one: with dcgm-exporter's err_code
+    label a new code is a new series, which a per-series changes() never sees change (and the GPU
+    is not new), so that rule misses the XID 79 the real one reports."""
+    case = _xid_case("XID 79 on a GPU: the err_code 0 series ends, the err_code 79 series begins")
+    assert _run_quiet(rules, tmp_path, [case]).returncode == 0
+    mutated = copy.deepcopy(rules)
+    for rule in all_rules(mutated):
+        if rule.get("alert") == "GpuXidError":
+            rule["expr"] = ('label_replace(DCGM_FI_DEV_XID_ERRORS > 0 and changes(DCGM_FI_DEV_XID_ERRORS[10m]) > 0, '
+                            '"team", "$1", "namespace", "team-(.+)")')
+    result = _run_quiet(mutated, tmp_path, [case])
+    assert result.returncode == 1 and "GpuXidError" in result.stdout + result.stderr
+
+
+def test_gpu_memory_nearly_full_notifies(rules):
+    """GpuMemoryNearlyFull predicts an out-of-memory failure: severity warning (routed to SNS), not
+    info (routed nowhere)."""
+    assert _expr(rules, "GpuMemoryNearlyFull")["labels"] == {"severity": "warning"}
+
+
+# --- scale-to-zero activation queries: user PromQL --------------------------------------------------
+
+_ACTIVATION_LITERAL = re.compile(r"""["']activationQuery["']\s*:\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
+
+
+def _activation_queries_in(value, found: list[str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "activationQuery" and isinstance(item, str):
+                found.append(item)
+            else:
+                _activation_queries_in(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _activation_queries_in(item, found)
+
+
+def activation_queries() -> dict[str, str]:
+    """where -> query: every `activationQuery` of the stacks (stacks/*.yaml, the test stacks under
+    tests/), every string literal given as "activationQuery" in the test modules, and WAKE_QUERY."""
+    found: dict[str, str] = {"tests/test_workload_model_service.py WAKE_QUERY": WAKE_QUERY}
+    for path in sorted([*STACKS.glob("*.yaml"), *(REPO / "tests").rglob("*.yaml")]):
+        if "golden" in path.parts:
+            continue  # rendered output, not stack config
+        queries: list[str] = []
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            _activation_queries_in(doc, queries)
+        found.update({f"{path.relative_to(REPO)} #{i}": q for i, q in enumerate(queries)})
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        for i, match in enumerate(_ACTIVATION_LITERAL.finditer(path.read_text(encoding="utf-8"))):
+            found[f"{path.relative_to(REPO)} literal #{i}"] = ast.literal_eval(match.group(1))
+    return found
+
+
+def _check_queries(queries: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    rules = [{"record": f"cloudml:activation_check_{i}", "expr": q} for i, q in enumerate(queries.values())]
+    path = tmp_path / "activation.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "activation", "rules": rules}]}), encoding="utf-8")
+    return subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+
+
+def test_promtool_parses_every_activation_query(tmp_path):
+    """KEDA sends activationQuery to Prometheus as written: each one found parses (promtool check
+    rules, one recording rule per query); a broken query would fail the same check."""
+    queries = activation_queries()
+    assert WAKE_QUERY in queries.values() and "sum(x)" in queries.values(), queries  # the fixtures are found
+    result = _check_queries(queries, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(queries)} rules found" in result.stdout
+    broken = _check_queries({**queries, "broken": "sum(rate(gateway_requests_total[2m])"}, tmp_path)
+    assert broken.returncode == 1
+
+
+def test_activation_query_returns_one_value(rules, tmp_path):
+    """WAKE_QUERY over a gateway's request counters returns a single sample (KEDA needs one value):
+    3 requests a second to the service's route, the other route left out."""
+    _run(rules, tmp_path, [activation_case(WAKE_QUERY, "resnet")])
 
 
 def test_thresholds_come_from_the_monitoring_config(platform):

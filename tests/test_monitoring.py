@@ -16,6 +16,7 @@ import pytest
 import yaml
 from conftest import run_components, sample_config
 from k8s_schema import schema_errors
+from test_alertmanager import run_amtool
 
 from components.errors import ConfigError
 from components.labels import SYSTEM_NAMESPACE
@@ -45,7 +46,7 @@ def platform_raw() -> dict:
 
 def build(raw: dict | None = None) -> tuple[dict[str, dict], dict]:
     """Run Monitoring for the sample platform (or `raw`) under mocks; return the records and the
-    role ARN and ASG names it saw."""
+    role ARNs, ASG names and Alertmanager Secret data it saw."""
     spec = load_platform(raw or platform_raw())
     seen: dict = {}
 
@@ -64,6 +65,8 @@ def build(raw: dict | None = None) -> tuple[dict[str, dict], dict]:
                                 oidc_issuer_url=ISSUER, after=[after])
         monitoring.alertmanager_role.arn.apply(lambda arn: seen.__setitem__("role", arn))
         monitoring.alertmanager_config.string_data.apply(lambda data: seen.__setitem__("alertmanager", data))
+        if monitoring.asg_metrics_role is not None:
+            monitoring.asg_metrics_role.arn.apply(lambda arn: seen.__setitem__("asg_metrics_role", arn))
         assert monitoring.prometheus_url == PROMETHEUS_URL
 
     return run_components(program), seen
@@ -106,6 +109,13 @@ def test_children_are_exactly_these(sample):
         f"{NAME}-unschedulable-pods": "aws:cloudwatch/metricAlarm:MetricAlarm",
         f"{NAME}-alerting-heartbeat": "aws:cloudwatch/metricAlarm:MetricAlarm",
         f"{NAME}-gpu-launch-errors": "aws:autoscaling/notification:Notification",
+        f"{NAME}-asg-metrics": "aws:ssm/document:Document",
+        f"{NAME}-asg-metrics-role": "aws:iam/role:Role",
+        f"{NAME}-asg-metrics-policy": "aws:iam/rolePolicy:RolePolicy",
+        f"{NAME}-asg-metrics-a10g": "aws:ssm/association:Association",
+        f"{NAME}-asg-metrics-l4-spot": "aws:ssm/association:Association",
+        f"{NAME}-gpu-a10g-at-max": "aws:cloudwatch/metricAlarm:MetricAlarm",
+        f"{NAME}-gpu-l4-spot-at-max": "aws:cloudwatch/metricAlarm:MetricAlarm",
     }
 
 
@@ -430,12 +440,95 @@ def test_cloudwatch_alarms_go_to_the_topic(sample):
 
 
 def test_no_gpu_pools_no_launch_notifications():
-    """Without GPU pools there is no ASG to watch: no notification resource."""
+    """Without GPU pools there is no ASG to watch: no notification, runbook or pool alarm."""
     raw = platform_raw()
     raw["gpuPools"] = []
     raw["teams"] = {}
     resources, _ = build(raw)
     assert f"{NAME}-gpu-launch-errors" not in resources
+    assert not [n for n in resources if "asg-metrics" in n or n.endswith("-at-max")]
+
+
+def test_gpu_pool_at_max_alarm_per_pool(sample):
+    """Each GPU pool's ASG: desired capacity (AWS/AutoScaling GroupDesiredCapacity, its ASG by name)
+    at least the pool's max (a10g 4, l4-spot 8) as the minimum of each of 6 five-minute periods
+    alarms to the alert topic; no data stays INSUFFICIENT_DATA (collection off), never OK."""
+    resources, seen = sample
+    for pool, max_size in (("a10g", 4), ("l4-spot", 8)):
+        alarm = resources[f"{NAME}-gpu-{pool}-at-max"]
+        inputs = alarm["inputs"]
+        assert (inputs["namespace"], inputs["metricName"], inputs["dimensions"], inputs["statistic"]) == (
+            "AWS/AutoScaling", "GroupDesiredCapacity", {"AutoScalingGroupName": seen["asgs"][pool]}, "Minimum")
+        assert (inputs["period"], inputs["evaluationPeriods"], inputs["threshold"], inputs["comparisonOperator"]) == (
+            300, 6, max_size, "GreaterThanOrEqualToThreshold")
+        assert inputs["treatMissingData"] == "missing"
+        assert inputs["alarmActions"] == inputs["okActions"] == [TOPIC_ARN]
+        assert inputs["name"] == f"ml-dev-gpu-{pool}-at-max" and "Runbook" in inputs["alarmDescription"]
+        # The alarm's metric exists only once the runbook has enabled it on that ASG.
+        assert resources[f"{NAME}-asg-metrics-{pool}"]["urn"] in alarm["dependsOn"]
+
+
+def test_group_metrics_are_enabled_on_each_gpu_asg(sample):
+    """EKS leaves group metrics off: a one-step Automation runbook (autoscaling EnableMetricsCollection,
+    1Minute, the metrics the alarm reads) runs through a State Manager association per pool, targeted
+    at that pool's ASG name, as a role only SSM of this account may assume and that may enable
+    metrics on exactly the GPU groups; `pulumi up` waits for the run to succeed."""
+    resources, seen = sample
+    document = resources[f"{NAME}-asg-metrics"]["inputs"]
+    assert (document["name"], document["documentType"], document["documentFormat"]) == (
+        "ml-dev-enable-asg-metrics", "Automation", "JSON")
+    (step,) = json.loads(document["content"])["mainSteps"]
+    assert step["action"] == "aws:executeAwsApi"
+    assert step["inputs"] == {"Service": "autoscaling", "Api": "EnableMetricsCollection",
+                              "AutoScalingGroupName": "{{ AutoScalingGroupName }}", "Granularity": "1Minute",
+                              "Metrics": ["GroupDesiredCapacity", "GroupInServiceInstances", "GroupMaxSize"]}
+    role = resources[f"{NAME}-asg-metrics-role"]
+    (trust,) = json.loads(role["inputs"]["assumeRolePolicy"])["Statement"]
+    assert trust["Principal"] == {"Service": "ssm.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": "111122223333"}}
+    policy = json.loads(resources[f"{NAME}-asg-metrics-policy"]["inputs"]["policy"])
+    assert policy["Statement"] == [{"Sid": "EnableGroupMetrics", "Effect": "Allow", "Action": "autoscaling:EnableMetricsCollection",
+                                    "Resource": [f"arn:aws:autoscaling:us-west-2:111122223333:autoScalingGroup:*:autoScalingGroupName/{seen['asgs'][p]}"
+                                                 for p in ("a10g", "l4-spot")]}]
+    for pool in ("a10g", "l4-spot"):
+        association = resources[f"{NAME}-asg-metrics-{pool}"]
+        inputs = association["inputs"]
+        assert inputs["name"] == "ml-dev-enable-asg-metrics" and inputs["associationName"] == f"ml-dev-asg-metrics-{pool}"
+        assert inputs["automationTargetParameterName"] == "AutoScalingGroupName"
+        assert inputs["targets"] == [{"key": "ParameterValues", "values": [seen["asgs"][pool]]}]
+        assert inputs["parameters"] == {"AutomationAssumeRole": seen["asg_metrics_role"]}
+        assert inputs["waitForSuccessTimeoutSeconds"] == 600
+        assert resources[f"{NAME}-asg-metrics-policy"]["urn"] in association["dependsOn"]
+
+
+def test_fixed_size_pool_has_no_at_max_alarm():
+    """A pool with min = max is always at its max: its metrics are still enabled, but no alarm (nor
+    the NodePoolAtMaxSize Prometheus alert) fires for it."""
+    raw = platform_raw()
+    raw["gpuPools"][0].update({"min": 2, "max": 2})
+    resources, _ = build(raw)
+    assert f"{NAME}-gpu-{raw['gpuPools'][0]['name']}-at-max" not in resources
+    assert f"{NAME}-asg-metrics-{raw['gpuPools'][0]['name']}" in resources
+    assert f"{NAME}-gpu-{raw['gpuPools'][1]['name']}-at-max" in resources
+    rules = [r for g in resources[f"{NAME}-rules"]["inputs"]["objs"] if g["kind"] == "PrometheusRule"
+             for group in g["spec"]["groups"] for r in group["rules"]]
+    assert [r["labels"]["pool"] for r in rules if r.get("alert") == "NodePoolAtMaxSize"] == [raw["gpuPools"][1]["name"]]
+
+
+def test_amtool_accepts_the_config_in_the_secret(sample, tmp_path):
+    """The exact alertmanager.yaml the Secret holds (topic ARNs from the resources, vision's own
+    topic), with and without Slack, passes the real `amtool check-config`, and routes as promised."""
+    raw = platform_raw()
+    raw["monitoring"]["slackWebhookUrl"] = SLACK_URL
+    for _, seen in (sample, build(raw)):
+        text = seen["alertmanager"]["alertmanager.yaml"]
+        path = tmp_path / "alertmanager.yaml"
+        path.write_text(text, encoding="utf-8")
+        assert "SUCCESS" in run_amtool("check-config", str(path))
+        slack = "slack_configs" in text
+        routed = run_amtool("config", "routes", "test", f"--config.file={path}", "team=vision", "severity=critical").strip()
+        assert routed == ("team-vision,critical" if slack else "team-vision,sns")
+    assert SLACK_URL not in text
 
 
 def test_platform_exports_prometheus_url_and_no_monitoring_warning(sample_plans):

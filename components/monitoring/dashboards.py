@@ -5,6 +5,14 @@ variables, panels with their PromQL targets); `dashboard()` expands it into Graf
 JSON: a Prometheus datasource variable, query variables, panel ids, a two-column grid layout, and
 every panel and target bound to the datasource variable. The Grafana sidecar loads ConfigMaps
 labelled `grafana_dashboard: "1"` (the chart's default label and value) from its namespace.
+
+GPU series carry their node only as dcgm-exporter's `Hostname` (`hostname` in newer exporters) and
+no pool, so a panel that must follow the `pool` and `node` variables joins them to
+`cloudml:gpu_node:info`. Templates write that join as `@gpu(<PromQL>)` and `dashboard()` expands it
+(`gpu_join`): one reviewed spelling instead of a long join repeated in every panel, and the raw
+series at full resolution (a recording rule per DCGM metric would store every GPU series twice
+and lag them by an evaluation interval). `@gpu(` is not valid PromQL, so an unexpanded use fails
+`promtool` and the dashboard tests.
 """
 
 from __future__ import annotations
@@ -26,6 +34,54 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Grafana's dashboard JSON model version the generated fields follow.
 SCHEMA_VERSION = 39
 PANEL_WIDTH, PANEL_HEIGHT, COLUMNS = 12, 8, 2
+
+GPU_MACRO = "@gpu("
+# dcgm-exporter's node label: `Hostname` in released versions, `hostname` in newer ones (SPECS).
+GPU_NODE_LABELS = ("Hostname", "hostname")
+# The GPU nodes the dashboard's variables select (Grafana substitutes $pool and $node; "All" is ".*",
+# which also matches a node whose pool label is missing).
+GPU_NODE_SELECTION = 'cloudml:gpu_node:info{pool=~"$pool", node=~"$node"}'
+
+
+def gpu_join(expr: str) -> str:
+    """`expr` (PromQL over dcgm-exporter series) with a `node` label copied from Hostname/hostname,
+    joined to the selected GPU nodes: only their GPUs remain, each with its node's `pool`. The same
+    join as the alert rules (DcgmExporterAbsentOnGpuNode)."""
+    inner = expr.strip()
+    for label in GPU_NODE_LABELS:
+        inner = f'label_replace({inner}, "node", "$1", "{label}", "(.+)")'
+    return f"({inner} * on (node) group_left (pool) {GPU_NODE_SELECTION})"
+
+
+def _closing_parenthesis(text: str, opening: int) -> int:
+    """Index of the parenthesis closing text[opening], skipping PromQL string literals."""
+    depth, i = 0, opening
+    while i < len(text):
+        char = text[i]
+        if char in "\"'`":
+            end = i + 1
+            while end < len(text) and text[end] != char:
+                end += 2 if text[end] == "\\" and char != "`" else 1
+            i = end
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise RenderError(f"unbalanced {GPU_MACRO}...) in dashboard query: {text}")
+
+
+def expand_gpu_macros(expr: str) -> str:
+    """Every `@gpu(<PromQL>)` of a dashboard query replaced by `gpu_join(<PromQL>)`."""
+    out, rest = [], expr
+    while (start := rest.find(GPU_MACRO)) >= 0:
+        opening = start + len(GPU_MACRO) - 1
+        end = _closing_parenthesis(rest, opening)
+        out += [rest[:start], gpu_join(expand_gpu_macros(rest[opening + 1:end]))]
+        rest = rest[end + 1:]
+    return "".join(out) + rest
 
 
 def dashboard_files() -> list[Path]:
@@ -59,7 +115,7 @@ def _panel(index: int, spec: dict[str, Any]) -> dict[str, Any]:
         targets.append({
             "refId": ref,
             "datasource": dict(DATASOURCE),
-            "expr": target["expr"],
+            "expr": expand_gpu_macros(target["expr"]),
             "legendFormat": target.get("legendFormat", "__auto"),
             "instant": bool(target.get("instant", False)),
             "range": not target.get("instant", False),

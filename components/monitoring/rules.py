@@ -150,7 +150,8 @@ def rule_values(platform: PlatformSpec) -> dict[str, Any]:
         # Each dev environment pod with its idle timeout (seconds) as a label.
         "dev_timeouts": (f"max by (namespace, pod, {timeout_label}) "
                          f"(kube_pod_labels{{namespace=~{promql_string(team_ns_regex)}, {timeout_label}!=\"\"}})"),
-        "pools": [{"name": pool.name, "max": pool.max} for pool in platform.gpu_pools],
+        # NodePoolAtMaxSize per pool that can grow: a fixed-size pool (min = max) is always at its max.
+        "pools": [{"name": pool.name, "max": pool.max} for pool in platform.gpu_pools if pool.min < pool.max],
     }
 
 

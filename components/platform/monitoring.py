@@ -31,6 +31,8 @@ from components.platform.addons import IRSA_ANNOTATION, RELEASE_TIMEOUT_SECONDS,
 from components.platform.cluster_addons import DEFAULT_STORAGE_CLASS
 from components.platform.irsa import ServiceAccountRole
 from components.platform.monitoring_alerting import (
+    ASG_METRICS_PARAMETER,
+    ASG_METRICS_WAIT_SECONDS,
     ASG_NOTIFICATIONS,
     EKS_ALARMS,
     HEARTBEAT_ALARM,
@@ -38,6 +40,10 @@ from components.platform.monitoring_alerting import (
     SLACK_SECRET_KEY,
     alertmanager_config,
     alerts_key_policy,
+    automation_trust_policy,
+    enable_group_metrics_document,
+    group_metrics_policy,
+    pool_at_max_alarm,
     publish_policy,
 )
 from components.platform.tenancy import MONITORING_NAMESPACE
@@ -236,7 +242,12 @@ class Monitoring(pulumi.ComponentResource):
     PodMonitor), `<name>-rules` (ConfigGroup: PrometheusRules and dashboards),
     `<name>-<alarm>` (CloudWatch alarms on the control plane), `<name>-alerting-heartbeat` (CloudWatch
     alarm: the heartbeat stopped) and `<name>-gpu-launch-errors`
-    (Auto Scaling notifications of the GPU groups; None without GPU pools).
+    (Auto Scaling notifications of the GPU groups; None without GPU pools). With GPU pools also
+    `<name>-asg-metrics` (SSM Automation runbook enabling group metrics on an ASG),
+    `<name>-asg-metrics-role` and `<name>-asg-metrics-policy` (its role: EnableMetricsCollection on
+    the GPU groups only), for each GPU pool `<name>-asg-metrics-<pool>` (State Manager association
+    running it on the pool's ASG) and, unless the pool's min equals its max, `<name>-gpu-<pool>-at-max`
+    (CloudWatch alarm: desired capacity at the pool's max for 30 minutes); all None / empty without.
 
     Outputs: `prometheus_url`, `alert_topic_arn`.
     """
@@ -375,11 +386,61 @@ class Monitoring(pulumi.ComponentResource):
             # No data is the failure this alarm is for.
             treat_missing_data="breaching", alarm_description=beat.description,
             alarm_actions=[self.alert_topic.arn], ok_actions=[self.alert_topic.arn], opts=child)
-        asg_names = [group.resources.apply(lambda resources: resources[0].autoscaling_groups[0].name) for group in groups]
+        pool_asgs = {pool: group.resources.apply(lambda resources: resources[0].autoscaling_groups[0].name)
+                     for pool, group in sorted(gpu_node_groups.items())}
+        asg_names = list(pool_asgs.values())
         self.launch_errors = aws.autoscaling.Notification(
             f"{name}-gpu-launch-errors", group_names=asg_names, notifications=ASG_NOTIFICATIONS,
             topic_arn=self.alert_topic.arn, opts=child) if asg_names else None
+        self._pool_at_max_alarms(name, spec, pool_asgs, account, partition, region, child)
 
         self.prometheus_url = PROMETHEUS_URL
         self.alert_topic_arn = self.alert_topic.arn
         self.register_outputs({"prometheus_url": self.prometheus_url, "alert_topic_arn": self.alert_topic_arn})
+
+    def _pool_at_max_alarms(self, name: str, spec: PlatformSpec, pool_asgs: dict[str, pulumi.Output[str]],
+                            account: pulumi.Output[str], partition, region: str, child: pulumi.ResourceOptions) -> None:
+        """Group metrics on each GPU pool's ASG (EKS leaves them off: monitoring_alerting.py says how
+        they are turned on) and the alarm on them."""
+        self.asg_metrics_document = self.asg_metrics_role = self.asg_metrics_policy = None
+        self.asg_metrics: dict[str, aws.ssm.Association] = {}
+        self.pool_at_max_alarms: dict[str, aws.cloudwatch.MetricAlarm] = {}
+        if not pool_asgs:
+            return
+        self.asg_metrics_document = aws.ssm.Document(
+            f"{name}-asg-metrics", name=f"{spec.name}-enable-asg-metrics", document_type="Automation",
+            document_format="JSON", content=enable_group_metrics_document(), opts=child)
+        self.asg_metrics_role = aws.iam.Role(
+            f"{name}-asg-metrics-role",
+            description=f"Runs the {spec.name} runbook enabling group metrics on the GPU node groups' Auto Scaling groups",
+            assume_role_policy=pulumi.Output.all(account, partition.dns_suffix).apply(
+                lambda args: automation_trust_policy(args[0], args[1])),
+            opts=child)
+        self.asg_metrics_policy = aws.iam.RolePolicy(
+            f"{name}-asg-metrics-policy", role=self.asg_metrics_role.name,
+            policy=pulumi.Output.all(partition.partition, account, *pool_asgs.values()).apply(
+                lambda args: group_metrics_policy(args[0], region, args[1], list(args[2:]))),
+            opts=child)
+        pools = {pool.name: pool for pool in spec.gpu_pools}
+        for pool, asg_name in pool_asgs.items():
+            self.asg_metrics[pool] = aws.ssm.Association(
+                f"{name}-asg-metrics-{pool}", association_name=f"{spec.name}-asg-metrics-{pool}",
+                name=self.asg_metrics_document.name,
+                parameters={"AutomationAssumeRole": self.asg_metrics_role.arn},
+                automation_target_parameter_name=ASG_METRICS_PARAMETER,
+                targets=[aws.ssm.AssociationTargetArgs(key="ParameterValues", values=[asg_name])],
+                # `pulumi up` fails loudly when the runbook did not enable the metrics.
+                wait_for_success_timeout_seconds=ASG_METRICS_WAIT_SECONDS,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.asg_metrics_policy]))
+            if pools[pool].min == pools[pool].max:
+                continue  # a fixed-size pool is always at its max: nothing to alarm on
+            alarm = pool_at_max_alarm(pool, pools[pool].max)
+            self.pool_at_max_alarms[pool] = aws.cloudwatch.MetricAlarm(
+                f"{name}-{alarm.role}", name=f"{spec.name}-{alarm.role}", namespace="AWS/AutoScaling",
+                metric_name=alarm.metric, dimensions={"AutoScalingGroupName": asg_name}, statistic=alarm.statistic,
+                period=alarm.period, evaluation_periods=alarm.evaluation_periods, threshold=alarm.threshold,
+                comparison_operator=alarm.comparison,
+                # No data means metrics collection is off: INSUFFICIENT_DATA shows it, OK would hide it.
+                treat_missing_data="missing", alarm_description=alarm.description,
+                alarm_actions=[self.alert_topic.arn], ok_actions=[self.alert_topic.arn],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.asg_metrics[pool]]))

@@ -1,5 +1,6 @@
 """Alert routing of the platform: Alertmanager's configuration, the policies of the alert topic's
-KMS key and of Alertmanager's IRSA role, and the CloudWatch alarms for what Prometheus cannot see.
+KMS key and of Alertmanager's IRSA role, and the CloudWatch alarms for what Prometheus cannot see
+(with the Automation runbook that turns on the GPU groups' Auto Scaling group metrics they read).
 
 All pure functions of plain values (tests pin them; `amtool check-config` checks the rendered
 configuration). `components/platform/monitoring.py` wires them into resources.
@@ -121,7 +122,8 @@ def alerts_key_policy(account_id: str, partition: str, region: str, dns_suffix: 
 
 @dataclass(frozen=True)
 class Alarm:
-    """One CloudWatch alarm on an EKS metric of the cluster (AWS/EKS, dimension ClusterName)."""
+    """One CloudWatch alarm: its metric, statistic and threshold (namespace and dimensions are the
+    caller's: AWS/EKS ClusterName, AWS/SNS TopicName, AWS/AutoScaling AutoScalingGroupName)."""
 
     role: str  # resource-name suffix
     metric: str
@@ -163,3 +165,77 @@ HEARTBEAT_ALARM = Alarm(
     "minutes: Prometheus or Alertmanager is down, or Alertmanager cannot publish to SNS, and no alert reaches "
     "anyone. Runbook: kubectl -n monitoring get pods; read the Alertmanager logs (sns errors mean its IRSA "
     "role or the key policy); check the Prometheus UI's Alerts page for Watchdog.")
+
+
+# --- GPU node groups stuck at their max size -----------------------------------------------------
+# EC2 Auto Scaling publishes group metrics (AWS/AutoScaling, dimension AutoScalingGroupName, free of
+# charge) only for groups with metrics collection enabled. EKS creates a managed node group's ASG
+# without it, and neither the EKS API nor pulumi-aws's NodeGroup can enable it
+# (aws/containers-roadmap#762); `aws.autoscaling.Group` could only adopt the ASG EKS owns, and two
+# owners of one group fight. So a one-step Systems Manager Automation runbook calls
+# autoscaling:EnableMetricsCollection on each GPU group's ASG, run by a State Manager association
+# (target: the ASG's name) when it is created and again whenever EKS replaces the group (new ASG
+# name). Its role may enable metrics on those groups only.
+GROUP_METRICS = ["GroupDesiredCapacity", "GroupInServiceInstances", "GroupMaxSize"]
+GROUP_METRICS_GRANULARITY = "1Minute"  # the only granularity EC2 Auto Scaling accepts
+ASG_METRICS_PARAMETER = "AutoScalingGroupName"
+# `pulumi up` waits this long for the association's first run to succeed, and fails if it does not.
+ASG_METRICS_WAIT_SECONDS = 600
+# A pool whose desired size has been at its max for 30 minutes (as the NodePoolAtMaxSize
+# Prometheus alert): pending GPU pods cannot get a node. Minimum over each 5-minute period, so one
+# 5 minutes below max resets the count.
+POOL_AT_MAX_PERIOD = 300
+POOL_AT_MAX_PERIODS = 6
+
+
+def enable_group_metrics_document() -> str:
+    """The Automation runbook (schemaVersion 0.3, JSON): enable the group metrics the alarms read
+    on the Auto Scaling group named by its parameter, under the role of its other parameter."""
+    return json.dumps({
+        "schemaVersion": "0.3",
+        "description": "Enable Auto Scaling group metrics collection on an EKS managed node group's Auto Scaling group "
+                       "(cloudml: EKS cannot enable it itself).",
+        "assumeRole": "{{ AutomationAssumeRole }}",
+        "parameters": {
+            ASG_METRICS_PARAMETER: {"type": "String", "description": "The Auto Scaling group's name."},
+            "AutomationAssumeRole": {"type": "String", "description": "The role the runbook runs as."},
+        },
+        "mainSteps": [{
+            "name": "EnableGroupMetrics",
+            "action": "aws:executeAwsApi",
+            "inputs": {
+                "Service": "autoscaling",
+                "Api": "EnableMetricsCollection",
+                "AutoScalingGroupName": "{{ %s }}" % ASG_METRICS_PARAMETER,
+                "Granularity": GROUP_METRICS_GRANULARITY,
+                "Metrics": GROUP_METRICS,
+            },
+        }],
+    }, indent=2, sort_keys=True)
+
+
+def automation_trust_policy(account_id: str, dns_suffix: str) -> str:
+    """Who may assume the runbook's role: Systems Manager, on behalf of this account only."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": f"ssm.{dns_suffix}"}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}}]}, sort_keys=True)
+
+
+def group_metrics_policy(partition: str, region: str, account_id: str, asg_names: list[str]) -> str:
+    """The runbook role's policy: EnableMetricsCollection on exactly these Auto Scaling groups."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "EnableGroupMetrics", "Effect": "Allow", "Action": "autoscaling:EnableMetricsCollection",
+        "Resource": [f"arn:{partition}:autoscaling:{region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/{name}"
+                     for name in asg_names]}]}, sort_keys=True)
+
+
+def pool_at_max_alarm(pool: str, max_size: int) -> Alarm:
+    """The alarm on one GPU pool's Auto Scaling group (AWS/AutoScaling GroupDesiredCapacity)."""
+    minutes = POOL_AT_MAX_PERIOD * POOL_AT_MAX_PERIODS // 60
+    return Alarm(
+        f"gpu-{pool}-at-max", "GroupDesiredCapacity", "Minimum", POOL_AT_MAX_PERIOD, POOL_AT_MAX_PERIODS, max_size,
+        "GreaterThanOrEqualToThreshold",
+        f"GPU pool {pool} has wanted its maximum of {max_size} nodes for {minutes} minutes: the autoscaler cannot add "
+        "a node for pending GPU pods. Runbook: kubectl get pods -A --field-selector=status.phase=Pending; raise "
+        f"gpuPools[{pool}].max in the platform stack, or move work to another pool. No data means the group's "
+        "metrics collection is off: see the State Manager association <platform>-asg-metrics-<pool>.")

@@ -2,10 +2,13 @@
 series they use: helpers that write series with the label sets the real exporters produce.
 
 dcgm-exporter (Kubernetes mapping on, scraped by a ServiceMonitor with honorLabels: true): `gpu`,
-`UUID`, `pci_bus_id`, `device`, `modelName`, `Hostname`, `DCGM_FI_DRIVER_VERSION`, and for a GPU
-a pod holds that pod's `namespace`, `pod`, `container`; a GPU no pod holds keeps the scrape
-target's own namespace/pod/container (the exporter's). Prometheus adds `instance`, `job`,
-`endpoint`, `service`. kube-state-metrics series carry `job="kube-state-metrics"` and the
+`UUID`, `pci_bus_id`, `device`, `modelName`, `Hostname` (`hostname` in newer exporters: SPECS says
+match both), `DCGM_FI_DRIVER_VERSION`, and for a GPU a pod holds that pod's `namespace`, `pod`,
+`container`; a GPU no pod holds keeps the scrape target's own namespace/pod/container (the
+exporter's). Since dcgm-exporter 3.3.6, `DCGM_FI_DEV_XID_ERRORS` also carries `err_code` (the
+value as text) and `err_msg` (internal/pkg/collector/gpu_collector.go toMetric, texts from
+xid_errors.go): a new XID code is a NEW series and the old one goes stale, never a value change
+of one series (`xid` writes them). Prometheus adds `instance`, `job`, `endpoint`, `service`. kube-state-metrics series carry `job="kube-state-metrics"` and the
 labels its docs list for each metric. TF Serving's series of model services carry the target labels
 our PodMonitor gives them (`model_service_target`, built from the real scrape object).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import copy
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import yaml
@@ -71,15 +75,17 @@ def series(metric: str, labels: dict[str, str]) -> str:
 
 
 def gpu_labels(gpu: int = 0, node: str = NODE, namespace: str | None = "team-vision", pod: str | None = "resnet-baseline-x7k2p",
-               container: str = "trainer", **extra: str) -> dict[str, str]:
-    """Labels of one dcgm-exporter series; namespace=None is a GPU no pod holds."""
+               container: str = "trainer", node_label: str = "Hostname", **extra: str) -> dict[str, str]:
+    """Labels of one dcgm-exporter series; namespace=None is a GPU no pod holds; node_label
+    "hostname" is a newer exporter's spelling of `Hostname`. The UUID is unique per node and GPU."""
+    assert node_label in ("Hostname", "hostname"), node_label
     labels = {
         "gpu": str(gpu),
-        "UUID": f"GPU-5fd4b3a2-0c1e-4d2b-9a8f-1b2c3d4e5f6{gpu}",
+        "UUID": f"GPU-5fd4b3a2-0c1e-4d2b-{zlib.crc32(node.encode()) & 0xFFFF:04x}-1b2c3d4e5f6{gpu}",
         "pci_bus_id": f"00000000:00:1{gpu + 6}.0",
         "device": f"nvidia{gpu}",
         "modelName": "NVIDIA A10G",
-        "Hostname": node,
+        node_label: node,
         "DCGM_FI_DRIVER_VERSION": "550.127.05",
     }
     if namespace is None:
@@ -91,8 +97,27 @@ def gpu_labels(gpu: int = 0, node: str = NODE, namespace: str | None = "team-vis
     return labels
 
 
+XID_ERRORS = "DCGM_FI_DEV_XID_ERRORS"
+# err_msg of the codes the tests use (dcgm-exporter internal/pkg/collector/xid_errors.go).
+XID_MESSAGES = {0: "No Error", 43: "GPU stopped processing", 48: "Double Bit ECC Error", 79: "GPU has fallen off the bus"}
+
+
 def dcgm(metric: str, values: str, **kwargs) -> dict:
+    assert metric != XID_ERRORS or "err_code" in kwargs, "XID series carry err_code/err_msg: use xid()"
     return {"series": series(metric, gpu_labels(**kwargs)), "values": values}
+
+
+def xid_labels(code: int, **kwargs) -> dict[str, str]:
+    """Labels of the DCGM_FI_DEV_XID_ERRORS series of one GPU while its last XID is `code`."""
+    return gpu_labels(**kwargs, err_code=str(code), err_msg=XID_MESSAGES[code])
+
+
+def xid(code: int, values: str, **kwargs) -> dict:
+    """The XID series of one GPU for `code`: its values should all be `code` (or `_` / `stale`).
+    A GPU whose code changes has one such series per code, the old one ending in `stale` (the
+    staleness marker Prometheus writes when a series leaves the scrape) where the new one begins."""
+    assert all(v.split("x")[0] in (str(code), "_", "stale") for v in values.split()), (code, values)
+    return {"series": series(XID_ERRORS, xid_labels(code, **kwargs)), "values": values}
 
 
 def ksm(metric: str, values: str, **labels: str) -> dict:

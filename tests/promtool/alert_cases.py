@@ -5,7 +5,20 @@ on healthy (or deliberately near-miss) series."""
 
 from __future__ import annotations
 
-from promtool import KSM, NODE, NODE_2, dcgm, dev_environment, gpu_labels, ksm, model_service_target, pod_labels, series
+from promtool import (
+    KSM,
+    NODE,
+    NODE_2,
+    dcgm,
+    dev_environment,
+    gpu_labels,
+    ksm,
+    model_service_target,
+    pod_labels,
+    series,
+    xid,
+    xid_labels,
+)
 
 TEAM = {"namespace": "team-vision", "team": "vision"}
 TRAINER_POD = "resnet-baseline-x7k2p"
@@ -36,28 +49,35 @@ def node_series(node: str, pool: str | None, ready: str = "1x300", gpus: str | N
 
 def gpu_cases() -> list[dict]:
     gpu = gpu_labels()
-    spare = gpu_labels(gpu=1, namespace=None)
     return [
-        case("XID code appears on a GPU", "GpuXidError", "12m", [dcgm("DCGM_FI_DEV_XID_ERRORS", "0x9 79x20")],
-             [fired(f"GPU 0 on {NODE} reported XID 79", severity="critical", **gpu, team="vision")]),
+        # dcgm-exporter >= 3.3.6: each XID code is its own series (err_code, err_msg); a new code
+        # ends the old code's series (staleness marker) and begins a new one.
+        case("XID 79 on a GPU: the err_code 0 series ends, the err_code 79 series begins", "GpuXidError", "12m",
+             [xid(0, "0x9 stale"), xid(79, "_x10 79x20")],
+             [fired(f"GPU 0 on {NODE} reported XID 79", severity="critical", **xid_labels(79), team="vision")]),
+        case("a second code: the err_code 79 series ends, the err_code 48 series begins", "GpuXidError", "24m",
+             [xid(0, "0x9 stale"), xid(79, "_x10 79x10 stale"), xid(48, "_x21 48x10")],
+             [fired(f"GPU 0 on {NODE} reported XID 48", severity="critical", **xid_labels(48), team="vision")]),
+        case("the switch to XID 79 was more than 10 minutes ago", "GpuXidError", "25m",
+             [xid(0, "0x9 stale"), xid(79, "_x10 79x20")], []),
         case("GPU shows up with an XID code", "GpuXidError", "14m",
-             [dcgm("DCGM_FI_DEV_XID_ERRORS", "_x12 48x10", gpu=1, namespace=None)],
-             [fired(f"GPU 1 on {NODE} reported XID 48", severity="critical", **spare)]),
+             [xid(48, "_x12 48x10", gpu=1, namespace=None)],
+             [fired(f"GPU 1 on {NODE} reported XID 48", severity="critical", **xid_labels(48, gpu=1, namespace=None))]),
         # The XID kills the pod: the GPU's series moves from the pod's labels to the exporter's.
         case("XID kills the pod: series moves to the exporter's labels", "GpuXidError", "21m",
-             [dcgm("DCGM_FI_DEV_XID_ERRORS", "0x19 _x10"), dcgm("DCGM_FI_DEV_XID_ERRORS", "_x20 79x10", namespace=None)],
-             [fired(f"GPU 0 on {NODE} reported XID 79", severity="critical", **gpu_labels(namespace=None))]),
+             [xid(0, "0x19 stale"), xid(79, "_x20 79x10", namespace=None)],
+             [fired(f"GPU 0 on {NODE} reported XID 79", severity="critical", **xid_labels(79, namespace=None))]),
         case("pod gone, same XID code kept under the exporter's labels", "GpuXidError", "25m",
-             [dcgm("DCGM_FI_DEV_XID_ERRORS", "43x19 _x10"), dcgm("DCGM_FI_DEV_XID_ERRORS", "_x20 43x10", namespace=None)], []),
+             [xid(43, "43x19 stale"), xid(43, "_x20 43x10", namespace=None)], []),
         case("an old, unchanged XID code and a clean GPU", "GpuXidError", "25m",
-             [dcgm("DCGM_FI_DEV_XID_ERRORS", "43x30"), dcgm("DCGM_FI_DEV_XID_ERRORS", "0x30", gpu=1, namespace=None)], []),
+             [xid(43, "43x30"), xid(0, "0x30", gpu=1, namespace=None)], []),
         case("GPU hot for 10 minutes", "GpuTemperatureHigh", "15m", [dcgm("DCGM_FI_DEV_GPU_TEMP", "90x20")],
              [fired(f"GPU 0 on {NODE} at 90 C", severity="warning", **gpu, team="vision")]),
         case("GPU below the threshold, or hot only 5 minutes", "GpuTemperatureHigh", "15m",
              [dcgm("DCGM_FI_DEV_GPU_TEMP", "84x20"), dcgm("DCGM_FI_DEV_GPU_TEMP", "70x5 90x5 70x10", gpu=1, namespace=None)], []),
         case("GPU memory 97.8% used", "GpuMemoryNearlyFull", "20m",
              [dcgm("DCGM_FI_DEV_FB_USED", "22000x20"), dcgm("DCGM_FI_DEV_FB_FREE", "500x20")],
-             [fired(f"GPU 0 memory 97.78% full (team-vision/{TRAINER_POD})", severity="info", **gpu, team="vision")]),
+             [fired(f"GPU 0 memory 97.78% full (team-vision/{TRAINER_POD})", severity="warning", **gpu, team="vision")]),
         case("GPU memory 88.9% used", "GpuMemoryNearlyFull", "20m",
              [dcgm("DCGM_FI_DEV_FB_USED", "20000x20"), dcgm("DCGM_FI_DEV_FB_FREE", "2500x20")], []),
         case("team pod's GPU idle for 2h", "GpuAllocatedButIdle", "125m", [dcgm("DCGM_FI_DEV_GPU_UTIL", "2x150")],
@@ -97,8 +117,7 @@ def exporter_and_node_cases() -> list[dict]:
             *node_series("ip-10-40-3-9.us-west-2.compute.internal", "a10g", ready="0x30"),
             *node_series("ip-10-40-0-5.us-west-2.compute.internal", None),
             dcgm("DCGM_FI_DEV_GPU_UTIL", "50x30"),
-            {"series": series("DCGM_FI_DEV_GPU_UTIL", {**{k: v for k, v in gpu_labels().items() if k != "Hostname"}, "hostname": NODE_2}),
-             "values": "50x30"},
+            dcgm("DCGM_FI_DEV_GPU_UTIL", "50x30", node=NODE_2, node_label="hostname"),
         ], []),
         case("GPU node not Ready for 10 minutes", "GpuNodeNotReady", "12m", node_series(NODE_2, "a10g", ready="0x15"),
              [fired(f"GPU node {NODE_2} is not Ready", severity="critical", node=NODE_2, pool="a10g")]),

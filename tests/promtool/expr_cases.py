@@ -1,11 +1,18 @@
-"""`promtool test rules` promql_expr_test cases: each recording rule, and the PromQL queries the
-KEDA ScaledObjects of model services scale on (components.workloads.model_service), evaluated
-against synthetic series with the real label sets; each must return exactly the expected samples."""
+"""`promtool test rules` promql_expr_test cases: each recording rule, the PromQL queries the
+KEDA ScaledObjects of model services scale on (components.workloads.model_service), a scale-to-zero
+activation query, and the GPU fleet dashboard's panels with its variables substituted as Grafana
+does, evaluated against synthetic series with the real label sets; each must return exactly the
+expected samples."""
 
 from __future__ import annotations
 
+import json
+import re
+
+from components.monitoring import dashboard_config_maps
+from components.spec import PlatformSpec
 from components.workloads.model_service import gpu_utilization_query, request_rate_query
-from promtool import NODE, NODE_2, dcgm, ksm, model_service_target, pod_labels, series
+from promtool import NODE, NODE_2, dcgm, gpu_labels, ksm, model_service_target, pod_labels, series, xid, xid_labels
 
 VISION_PODS = ("resnet-7d9f8c6b5-abcde", "resnet-7d9f8c6b5-fghij")
 NLP_POD = "bert-train-x2k9q"
@@ -130,3 +137,102 @@ def keda_cases() -> list[dict]:
             ("5m", request_rate_query("team-vision", "resnet"), [("{}", 0)]),
         ]),
     ]
+
+
+# --- the GPU fleet dashboard: pool and node variables ---------------------------------------------
+
+NODE_3 = "ip-10-40-1-77.us-west-2.compute.internal"
+NODE_4 = "ip-10-40-2-90.us-west-2.compute.internal"
+# node -> (pool, the exporter's node label, [(gpu, utilization %, XID code)]): each pool has a node
+# labelled `Hostname` (released dcgm-exporter) and one labelled `hostname` (newer ones).
+FLEET = {
+    NODE: ("a10g", "Hostname", [(0, 60, 0), (1, 80, 0)]),
+    NODE_3: ("a10g", "hostname", [(0, 40, 79)]),
+    NODE_2: ("l4-spot", "Hostname", [(0, 10, 48)]),
+    NODE_4: ("l4-spot", "hostname", [(0, 30, 0)]),
+}
+GRAFANA_ALL = ".*"  # the variables' allValue (components/monitoring/dashboards.py)
+_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+
+def fleet_panels(platform: PlatformSpec) -> dict[str, str]:
+    """title -> query of every GPU panel (one reading dcgm-exporter series) of the fleet dashboard,
+    as the ConfigMap the platform installs holds it."""
+    (board,) = [json.loads(text) for m in dashboard_config_maps(platform) for key, text in m["data"].items()
+                if key == "cloudml-gpu-fleet.json"]
+    return {p["title"]: t["expr"] for p in board["panels"] for t in p["targets"] if "DCGM_" in t["expr"]}
+
+
+def grafana(expr: str, **values: str) -> str:
+    """The query Grafana sends with these variable values (single values, or the allValue)."""
+    return _VARIABLE.sub(lambda m: values.get(m.group(1) or m.group(2), m.group(0)), expr)
+
+
+def _where(node: str, gpu: int) -> dict:
+    """gpu_labels() arguments of one GPU of FLEET (each held by a pod of team-vision)."""
+    return {"gpu": gpu, "node": node, "node_label": FLEET[node][1], "pod": f"worker-{gpu}-{node[3:12]}"}
+
+
+def fleet_series() -> list[dict]:
+    out = []
+    for node, (pool, _, gpus) in FLEET.items():
+        out.append(ksm("kube_node_labels", "1x10", node=node, label_cloudml_io_pool=pool, label_cloudml_io_gpu_type=pool))
+        for gpu, util, code in gpus:
+            where = _where(node, gpu)
+            out += [dcgm("DCGM_FI_DEV_GPU_UTIL", f"{util}x10", **where),
+                    dcgm("DCGM_FI_DEV_FB_USED", "12000x10", **where), dcgm("DCGM_FI_DEV_FB_FREE", "12000x10", **where),
+                    dcgm("DCGM_FI_DEV_GPU_TEMP", "60x10", **where), dcgm("DCGM_FI_DEV_POWER_USAGE", "150x10", **where),
+                    xid(code, f"{code}x10", **where)]
+    return out
+
+
+def _sample(node: str, gpu: int, value: float, **extra: str) -> tuple[str, float]:
+    return series("", {**gpu_labels(**_where(node, gpu)), "node": node, "pool": FLEET[node][0], **extra}), value
+
+
+def fleet_dashboard_cases(platform: PlatformSpec) -> list[dict]:
+    """The fleet dashboard's GPU panels, with $pool/$node substituted as Grafana sends them, over GPUs
+    of two pools whose exporters write `Hostname` or `hostname`: each panel keeps only the selected
+    pool's (or node's) GPUs."""
+    panels = fleet_panels(platform)
+    a10g = {"pool": "a10g", "node": GRAFANA_ALL}
+    everything = {"pool": GRAFANA_ALL, "node": GRAFANA_ALL}
+    one_node = {"pool": GRAFANA_ALL, "node": NODE_4}
+    per_gpu, by_pool, by_node = panels["GPU utilization per GPU"], panels["Average GPU utilization by pool"], panels["GPU utilization by node"]
+    return [
+        expr_case("fleet dashboard, pool a10g: every GPU panel shows pool a10g only", fleet_series(), [
+            ("5m", f"group by (pool) ({grafana(query, **a10g)})", [('{pool="a10g"}', 1)]) for query in panels.values()
+        ]),
+        expr_case("fleet dashboard, pool a10g: its three GPUs, Hostname and hostname alike", fleet_series(), [
+            ("5m", grafana(per_gpu, **a10g), [_sample(NODE, 0, 60), _sample(NODE, 1, 80), _sample(NODE_3, 0, 40)]),
+            ("5m", grafana(by_pool, **a10g), [('{pool="a10g"}', 60)]),
+            ("5m", grafana(by_node, **a10g), [(f'{{node="{NODE}", pool="a10g"}}', 70), (f'{{node="{NODE_3}", pool="a10g"}}', 40)]),
+            ("5m", grafana(panels["Last XID error (non-zero only)"], **a10g),
+             [(series("", {**xid_labels(79, **_where(NODE_3, 0)), "node": NODE_3, "pool": "a10g"}), 79)]),
+        ]),
+        expr_case("fleet dashboard, all pools: average utilization by pool", fleet_series(), [
+            ("5m", grafana(by_pool, **everything), [('{pool="a10g"}', 60), ('{pool="l4-spot"}', 20)]),
+        ]),
+        expr_case("fleet dashboard, one node (hostname-labelled) of all pools", fleet_series(), [
+            ("5m", grafana(per_gpu, **one_node), [_sample(NODE_4, 0, 30)]),
+        ]),
+    ]
+
+
+# --- a scale-to-zero activation query (components.spec.ScaleToZeroSpec) ---------------------------
+
+def gateway_requests(route: str, pod: str, per_minute: int) -> dict:
+    """A request counter of a gateway in front of the model services (the kind of series an
+    activation query reads while the service has no replica)."""
+    labels = {"route": route, "code": "200", "job": "gateway/api-gateway", "namespace": "gateway", "pod": pod,
+              "instance": f"10.40.3.{len(pod)}:9090", "container": "gateway", "endpoint": "metrics"}
+    return {"series": series("gateway_requests_total", labels), "values": f"0+{per_minute}x10"}
+
+
+def activation_case(query: str, route: str) -> dict:
+    """`query` (a gateway's request rate to `route`) over two gateway pods sending 1 and 2 requests a
+    second to the route, and 10 a second to another route: one value, 3."""
+    return expr_case(f"activation query {query}", [
+        gateway_requests(route, "api-gateway-7c9d-a1", 60), gateway_requests(route, "api-gateway-7c9d-b2", 120),
+        gateway_requests("other", "api-gateway-7c9d-a1", 600),
+    ], [("5m", query, [("{}", 3)])])
