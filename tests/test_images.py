@@ -1,8 +1,9 @@
 """images/: the Dockerfiles (pinned bases, non-root numeric USER, no `latest`, every COPY source and
 the ENTRYPOINT present in the build context), and the files baked into the images agreeing with
 what the workload templates render: TF Serving's monitoring and batching configs and flags, and
-the dev environment's Jupyter idle shutdown and token. No Docker here: the entrypoint scripts are
-run with stand-in binaries that record their arguments."""
+the dev environment's Jupyter idle shutdown and token, and every sample workload that runs
+`python -m cloudml_trainer` passing arguments the trainer's own parsers accept. No Docker here: the
+entrypoint scripts are run with stand-in binaries that record their arguments."""
 
 from __future__ import annotations
 
@@ -17,12 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from components.spec import DEFAULT_SERVING_IMAGE, BatchingSpec
-from components.workloads.dev_environment import jupyter_command
+from cloudml.stackfile import list_stacks, load_stack_file
+from components.render import WorkloadContext, render
+from components.spec import DEFAULT_DEV_IMAGE, DEFAULT_SERVING_IMAGE, BatchingSpec, load_team
+from components.workloads.dev_environment import IDLE_TIMEOUT_ENV, TOKEN_ENV, jupyter_command
 from components.workloads.model_service import CONFIG_DIR, batching_config, monitoring_config, server_flags
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "images"
+TRAINER_SRC = IMAGES / "trainer" / "src"
+if str(TRAINER_SRC) not in sys.path:
+    sys.path.insert(0, str(TRAINER_SRC))
 IMAGE_NAMES = ("trainer", "serving", "devenv")
 # repository[:tag] with an exact version tag: 2.20.0-gpu, 2.20.0-gpu-jupyter (or an @sha256 digest).
 PINNED = re.compile(r"^[a-z0-9./_-]+(:\d+\.\d+\.\d+(-[a-z0-9.-]+)?|@sha256:[0-9a-f]{64})$")
@@ -102,6 +108,14 @@ def test_trainer_image_matches_the_tensorflow_the_suite_tests_and_installs_cloud
     assert (IMAGES / "trainer" / "src" / "cloudml_trainer" / "__main__.py").is_file()
     (devenv_base,) = of("devenv", "FROM")
     assert devenv_base == f"tensorflow/tensorflow:{version}-gpu-jupyter"
+
+
+def test_default_dev_image_is_the_devenv_base():
+    """The devEnvironment default image (components/spec.py) is the TensorFlow the devenv image and
+    the trainer are built on, so a notebook behaves like the training job. (Fails while spec.py still
+    says 2.18.0: the lead bumps DEFAULT_DEV_IMAGE.)"""
+    (base,) = of("devenv", "FROM")
+    assert DEFAULT_DEV_IMAGE == base
 
 
 def recorder(tmp_path: Path, name: str) -> Path:
@@ -187,7 +201,12 @@ def load_jupyter_config(env: dict[str, str]) -> dict[str, dict]:
 
 
 def test_devenv_idle_shutdown_and_token_match_the_dev_environment_template():
-    config = load_jupyter_config({"CLOUDML_IDLE_TIMEOUT": "3600", "JUPYTER_TOKEN": "s3cret", "HOME": "/home/cloudml"})
+    """The image reads the env names the template sets (its own constants, and present in the
+    sample dev environment's rendered container) and applies the template's flags by itself."""
+    rendered = {e["name"] for o in sample_objects() for c in containers(o) if o["metadata"]["name"] == "alice"
+                for e in c.get("env", [])}
+    assert {IDLE_TIMEOUT_ENV, TOKEN_ENV} <= rendered
+    config = load_jupyter_config({IDLE_TIMEOUT_ENV: "3600", TOKEN_ENV: "s3cret", "HOME": "/home/cloudml"})
     # Every --Section.option=value the template passes is what the image's config sets by itself.
     for flag in jupyter_command(3600):
         match = re.fullmatch(r"--(\w+)\.(\w+)=(.*)", flag)
@@ -197,14 +216,14 @@ def test_devenv_idle_shutdown_and_token_match_the_dev_environment_template():
     assert config["IdentityProvider"]["token"] == "s3cret"
     assert (config["ServerApp"]["port"], config["ServerApp"]["allow_root"]) == (8888, False)
     # A short timeout: culling checks at least that often.
-    assert load_jupyter_config({"CLOUDML_IDLE_TIMEOUT": "30", "JUPYTER_TOKEN": "t"})["MappingKernelManager"]["cull_interval"] == 30
+    assert load_jupyter_config({IDLE_TIMEOUT_ENV: "30", TOKEN_ENV: "t"})["MappingKernelManager"]["cull_interval"] == 30
 
 
 def test_devenv_refuses_to_start_without_a_token_or_with_a_bad_timeout():
-    with pytest.raises(SystemExit, match="JUPYTER_TOKEN is not set"):
-        load_jupyter_config({"CLOUDML_IDLE_TIMEOUT": "3600"})
+    with pytest.raises(SystemExit, match=f"{TOKEN_ENV} is not set"):
+        load_jupyter_config({IDLE_TIMEOUT_ENV: "3600"})
     with pytest.raises(SystemExit, match="positive number of seconds"):
-        load_jupyter_config({"CLOUDML_IDLE_TIMEOUT": "0", "JUPYTER_TOKEN": "t"})
+        load_jupyter_config({IDLE_TIMEOUT_ENV: "0", TOKEN_ENV: "t"})
     (copied,) = [dest for sources, dest in copies("devenv") if sources == ["jupyter_server_config.py"]]
     assert copied == "/etc/jupyter/jupyter_server_config.py"  # outside HOME, which a volume covers
 
@@ -213,3 +232,88 @@ def test_devenv_entrypoint_defaults_to_jupyter_lab(tmp_path):
     bin_dir = recorder(tmp_path, "jupyter")
     assert run_entrypoint("devenv", [], bin_dir) == ["lab"]
     assert run_entrypoint("devenv", ["jupyter", "--version"], bin_dir) == ["--version"]
+
+
+# --- the sample workloads' trainer commands ------------------------------------------------------
+
+
+def sample_objects() -> list[dict]:
+    """Every object the sample team stacks render for their workloads (as `cloudml plan` reads them)."""
+    from workload_fixtures import platform_view
+
+    objects = []
+    for stack in list_stacks(REPO / "stacks"):
+        config = load_stack_file(REPO / "stacks", stack).config
+        if "cloudml:team" not in config:
+            continue
+        spec = load_team(config["cloudml:team"])
+        for workload in spec.workloads:
+            objects += render(workload.kind, WorkloadContext(spec, workload, platform_view(spec.name)))
+    return objects
+
+
+def containers(obj) -> list[dict]:
+    """Every container of every pod template inside a rendered object."""
+    found = []
+    if isinstance(obj, dict):
+        found += [c for c in obj.get("containers", []) if isinstance(c, dict) and "name" in c]
+        for value in obj.values():
+            found += containers(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            found += containers(value)
+    return found
+
+
+def trainer_invocations() -> list[tuple[str, list[str]]]:
+    """(workload, argv after `python -m cloudml_trainer`) of every rendered container running the trainer."""
+    found = []
+    for obj in sample_objects():
+        for container in containers(obj):
+            command = container.get("command", []) + container.get("args", [])
+            if command[:3] == ["python", "-m", "cloudml_trainer"]:
+                found.append((f"{obj['kind']}/{obj['metadata']['name']}/{container['name']}", command[3:]))
+            else:
+                assert "cloudml_trainer" not in " ".join(command), f"{obj['metadata']['name']}: trainer run as {command}"
+    return found
+
+
+def parse_trainer_argv(argv: list[str]):
+    """The trainer's own parsing of a command line (cli.main's command split, then base_parser for
+    training or predict.parser): unknown flags and bad values raise SystemExit."""
+    from cloudml_trainer import cli, predict
+
+    argv = list(argv)
+    command = argv.pop(0) if argv and not argv[0].startswith("-") else "train"
+    assert command in cli.COMMANDS, f"unknown trainer command {command!r}"
+    return command, (predict.parser() if command == "predict" else cli.base_parser()).parse_args(argv)
+
+
+def test_every_sample_trainer_command_parses_with_the_trainers_own_parsers(monkeypatch, capsys):
+    """Proves the templates and the trainer agree on the command line: every sample workload whose
+    container runs `python -m cloudml_trainer` (training, sweep, distributedTraining, batchPrediction)
+    passes arguments cloudml_trainer accepts — no unknown flag, no bad value. Task-module options are
+    not known here (the teams' modules are not in this repository); the samples use none."""
+    for name in ("CLOUDML_MODEL_DIR", "CLOUDML_INPUT", "CLOUDML_OUTPUT", "CLOUDML_MODEL_VERSION"):
+        monkeypatch.delenv(name, raising=False)  # predict's required flags then must be on the command line
+    invocations = trainer_invocations()
+    kinds = {name.split("/")[0] for name, _ in invocations}
+    assert kinds == {"Job", "CronJob", "JobSet"} and len(invocations) >= 8  # training, sweep, batch, distributed
+    commands = set()
+    for name, argv in invocations:
+        try:
+            command, args = parse_trainer_argv(argv)
+        except SystemExit:
+            pytest.fail(f"{name}: cloudml_trainer refuses {argv}: {capsys.readouterr().err}")
+        commands.add(command)
+        if command == "train":
+            assert args.module or args.task, f"{name}: no task"
+    assert commands == {"train", "predict"}
+    # The same check refuses what the trainer would refuse: a misspelt flag, an abbreviation, a bad
+    # value, a missing required flag.
+    for argv in (["--module", "m", "--learning_rate", "0.1"], ["--module", "m", "--epoch", "3"],
+                 ["--module", "m", "--steps", "1e3"]):
+        with pytest.raises(SystemExit):
+            parse_trainer_argv(argv)
+    with pytest.raises(SystemExit):
+        parse_trainer_argv(["predict", "--model-dir", "d", "--input", "i"])  # --output missing

@@ -2,8 +2,11 @@
 on CPU: the reference task converges, exports a SavedModel that answers a TF-Serving-style
 `{"instances": [...]}` request through `serving_default`, resumes from its checkpoint with the step
 counter continuing, takes a sweep trial's parameters and writes its metrics where the sweep reads
-them, predicts one output per input record (also with the rendered batchPrediction command against
-S3 in moto), and runs a user's task module. Multi-process runs are in test_trainer_distributed.py.
+them (with the env the sample sweep renders), predicts one output per input record (also with the
+rendered batchPrediction command against S3 in moto), runs a user's task module, exports once per run
+across restarts, refuses to train on the CPU when the pod's GPUs are invisible, keeps the evaluator's
+logs apart from the chief's and leaves no temporary directory behind. Multi-process runs are in
+test_trainer_distributed.py.
 
 cloudml_trainer is not a package of the cloudml project (it lives in the image), so this module
 puts images/trainer/src on sys.path itself: no install step, and the tests always run the source
@@ -14,8 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -29,13 +35,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cloudml_trainer import cli, metrics, storage  # noqa: E402
+from cloudml_trainer import cli, devices, metrics, storage, training  # noqa: E402
 from cloudml_trainer.cluster import EVALUATOR, LOCAL, MULTI_WORKER, PARAMETER_SERVER, ClusterError, role_from_config  # noqa: E402
 from cloudml_trainer.tasks import reference  # noqa: E402
 from cloudml_trainer.training import STATUS_PREFIX  # noqa: E402
 
 RUN_ENV = ("TF_CONFIG", "CLOUDML_CHECKPOINT_DIR", "CLOUDML_LOG_DIR", "CLOUDML_MODEL_DIR", "CLOUDML_METRICS_DIR",
-           "CLOUDML_TRIAL_INDEX", "CLOUDML_TRIAL_PARAMS", "CLOUDML_MODEL_VERSION", "CLOUDML_INPUT", "CLOUDML_OUTPUT")
+           "CLOUDML_TRIAL_INDEX", "CLOUDML_TRIAL_PARAMS", "CLOUDML_MODEL_VERSION", "CLOUDML_INPUT", "CLOUDML_OUTPUT",
+           devices.VISIBLE_DEVICES_ENV, devices.ALLOW_CPU_FALLBACK_ENV)
 # The reference task reaches ~0.10 log loss and ~96% accuracy in 300 steps; these bounds leave room
 # for numeric noise while still failing a model that did not learn (chance: 0.69 log loss, 50%).
 CONVERGED_LOSS = 0.25
@@ -181,36 +188,175 @@ def test_a_restarted_run_resumes_from_the_latest_checkpoint_and_the_step_continu
     assert len(versions(tmp_path / "models" / "reference")) == 2  # each completed run exports a new version
 
 
+@pytest.mark.parametrize("model_version", [7, None], ids=["model-version", "auto-version"])
+def test_a_restart_after_the_export_resumes_at_the_target_and_exports_exactly_once(model_version, tmp_path, monkeypatch, capsys):
+    """The chief exported, then died before exiting; the restarted pod (same command, same run
+    directories) resumes at the target step. Proves: it completes (no FileExistsError for
+    --model-version), the model directory still holds exactly the first attempt's version, untouched
+    (no duplicate auto version), and the skip is reported. Auto version: a crash after the version
+    was chosen but before the export finished makes the restart export that same version."""
+    clean_env(monkeypatch, **run_dirs(tmp_path))
+    args = ["--steps", "20", "--checkpoint-every", "10", "--log-every", "10"]
+    args += [] if model_version is None else ["--model-version", str(model_version)]
+    model_dir = tmp_path / "models" / "reference"
+    assert cli.main(args) == 0
+    first = capsys.readouterr().out
+    (version,) = versions(model_dir)
+    assert model_version in (None, version) and event(first, "export") == {
+        "event": "export", "version": version, "path": str(model_dir / str(version))}
+    saved_model = model_dir / str(version) / training.SAVED_MODEL_FILE
+    written = saved_model.stat().st_mtime_ns
+    marker = tmp_path / "checkpoints" / training.EXPORT_MARKER
+    assert json.loads(marker.read_text())["version"] == version
+    if model_version is not None:
+        marker.unlink()  # a fixed version is skipped because it holds saved_model.pb, whoever wrote it
+
+    assert cli.main(args) == 0  # the restart
+    second = capsys.readouterr().out
+    assert (event(second, "start")["step"], event(second, "start")["restored"]) == (20, "ckpt-20")
+    assert event(second, "done")["export"] == {"version": version, "path": str(model_dir / str(version)), "skipped": True}
+    assert f"model version {version} at {model_dir / str(version)}: " in second
+    assert versions(model_dir) == [version] and saved_model.stat().st_mtime_ns == written
+    if model_version is not None:
+        return
+
+    # The crash window before the export was complete: the version is recorded, its directory missing.
+    shutil.rmtree(model_dir / str(version))
+    while time.time() < version + 1:  # a fresh auto version would now differ from the recorded one
+        time.sleep(0.1)
+    assert cli.main(args) == 0
+    third = capsys.readouterr().out
+    assert event(third, "export")["version"] == version and versions(model_dir) == [version]
+    assert saved_model.is_file()
+
+
+# --- GPUs: no silent CPU fallback ----------------------------------------------------------------
+
+GPU_UUID = "GPU-3b8f2c1e-5d0a-4e7b-9c21-0f6d5a4b3c2d"
+
+
+@pytest.mark.parametrize("environ, fails", [
+    ({}, False),
+    ({devices.VISIBLE_DEVICES_ENV: ""}, False),
+    ({devices.VISIBLE_DEVICES_ENV: "void"}, False),
+    ({devices.VISIBLE_DEVICES_ENV: "none"}, False),
+    ({devices.VISIBLE_DEVICES_ENV: "all"}, False),  # the CUDA images' own ENV, in GPU-less pods too
+    ({devices.VISIBLE_DEVICES_ENV: GPU_UUID}, True),  # the device plugin's allocation (envvar strategy)
+    ({devices.VISIBLE_DEVICES_ENV: "0,1"}, True),
+    ({devices.VISIBLE_DEVICES_ENV: GPU_UUID, devices.ALLOW_CPU_FALLBACK_ENV: "1"}, False),
+])
+def test_gpu_check_fails_only_for_allocated_gpus_tensorflow_does_not_see(environ, fails):
+    """Proves which NVIDIA_VISIBLE_DEVICES values count as "this pod was given GPUs" when TensorFlow
+    sees none, and that the opt-out lets such a pod train on the CPU."""
+    if fails:
+        with pytest.raises(devices.DeviceError, match="TensorFlow sees none.*CLOUDML_ALLOW_CPU_FALLBACK=1"):
+            devices.check_gpus(0, environ)
+    else:
+        assert devices.check_gpus(0, environ)["gpus"] == 0
+    # With the GPUs visible nothing fails, and both counts are reported.
+    assert devices.check_gpus(2, {devices.VISIBLE_DEVICES_ENV: "GPU-a,GPU-b"}) == {"gpus": 2, "gpus_allocated": 2}
+
+
+def test_the_trainer_fails_fast_when_its_gpus_are_invisible_and_reports_the_gpu_count(tmp_path, monkeypatch, capsys):
+    """On this CPU-only TensorFlow, a pod given a GPU (NVIDIA_VISIBLE_DEVICES=<uuid>) must stop before
+    any work with the device exit code and the reason; without the variable it trains and its start
+    line says 0 GPUs; the opt-out trains with the allocation in the start line."""
+    if devices.visible_gpus():
+        pytest.skip("needs a TensorFlow without GPUs")
+    args = ["--steps", "2", "--checkpoint-every", "1", "--log-every", "1"]
+    clean_env(monkeypatch, **run_dirs(tmp_path / "given"), **{devices.VISIBLE_DEVICES_ENV: GPU_UUID})
+    assert cli.main(args) == devices.DEVICE_EXIT_CODE
+    captured = capsys.readouterr()
+    assert f"NVIDIA_VISIBLE_DEVICES={GPU_UUID}) but TensorFlow sees none" in captured.err
+    assert statuses(captured.out) == [] and not (tmp_path / "given").exists()  # failed before any work
+
+    clean_env(monkeypatch, **run_dirs(tmp_path / "cpu"))
+    assert cli.main(args) == 0
+    start = event(capsys.readouterr().out, "start")
+    assert (start["gpus"], start["gpus_allocated"], start["replicas"]) == (0, 0, 1)
+
+    clean_env(monkeypatch, **run_dirs(tmp_path / "fallback"),
+              **{devices.VISIBLE_DEVICES_ENV: GPU_UUID, devices.ALLOW_CPU_FALLBACK_ENV: "1"})
+    assert cli.main(args) == 0
+    start = event(capsys.readouterr().out, "start")
+    assert (start["gpus"], start["gpus_allocated"]) == (0, 1)
+
+
+def sample_sweep_pod(root: Path, index: int) -> tuple[dict[str, str], dict]:
+    """The environment of trial `index` of the vision sample's resnet-lr sweep, as the kubelet gives
+    it (tf_config.job_pods), with s3:// mapped under root/s3/ and the trials ConfigMap mount under
+    root/trial/; and the rendered trials ConfigMap."""
+    from cloudml.stackfile import load_stack_file
+
+    from components.render import WorkloadContext, render
+    from components.spec import load_team
+    from components.workloads.sweep import TRIALS_MOUNT_PATH
+    from tf_config import job_pods
+    from workload_fixtures import platform_view
+
+    spec = load_team(load_stack_file(REPO / "stacks", "team-vision").config["cloudml:team"])
+    workload = next(w for w in spec.workloads if w.name == "resnet-lr")
+    objects = render(workload.kind, WorkloadContext(spec, workload, platform_view()))
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    (trials,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "cloudml_trainer"]
+    pod = list(job_pods(job, job_uid="uid-sweep"))[index]
+    env = {k: v.replace("s3://", f"{root}/s3/").replace(TRIALS_MOUNT_PATH, str(root / "trial")) for k, v in pod.env.items()}
+    return env, trials
+
+
 def test_a_sweep_trial_takes_its_parameters_and_writes_its_metrics_where_the_sweep_reads_them(tmp_path, monkeypatch, capsys):
+    """Proves the trainer and the sweep template agree on the env: the pod environment is the one
+    the sample sweep renders (no env names written here), and with it the trial's parameters file
+    is read, its values beat the command's, its metrics land under the sweep's metrics prefix as
+    <index>.json and its checkpoints in the per-trial directory."""
+    env, trials = sample_sweep_pod(tmp_path, 3)
+    assert "3.json" in trials["data"]  # the ConfigMap the pod mounts holds this trial's file
     trial = {"learning_rate": 0.05, "batch_size": 32, "hidden_units": 4}
-    (tmp_path / "3.json").write_text(json.dumps(trial))
-    env = {**run_dirs(tmp_path), "CLOUDML_TRIAL_PARAMS": str(tmp_path / "3.json"), "CLOUDML_TRIAL_INDEX": "3",
-           "CLOUDML_METRICS_DIR": str(tmp_path / "sweep-metrics")}
+    (tmp_path / "trial").mkdir()
+    (tmp_path / "trial" / "3.json").write_text(json.dumps(trial))
     clean_env(monkeypatch, **env)
     # The trial's values replace the command's: the command says 0.001, the trial 0.05.
     hp, _ = cli.parse_hparams(["--learning-rate", "0.001", "--hparam", "dropout=0.1", "--steps", "150"])
     assert (hp.learning_rate, hp.batch_size, hp.hidden_units, hp.dropout) == (0.05, 32, 4, 0.1)
 
     assert cli.main(["--learning-rate", "0.001", "--steps", "150"]) == 0
-    written = json.loads((tmp_path / "sweep-metrics" / "3.json").read_text())
+    (metrics_file,) = (tmp_path / "s3").rglob("3.json")
+    assert metrics_file.parent.parts[-2:] == ("sweeps", "resnet-lr")  # the sweep's metrics prefix
+    written = json.loads(metrics_file.read_text())
     assert set(written) >= {"loss", "accuracy", "auc", "log_loss", "step"}
     assert written["trial_params"] == trial and written["step"] == 150
     assert written["loss"] < 0.5  # lr 0.05 on 4 hidden units still learns in 150 steps
-    (version,) = versions(tmp_path / "models" / "reference")
-    variables = tmp_path / "models" / "reference" / str(version) / "variables" / "variables"
-    assert [8, 4] in [shape for _, shape in tf.train.list_variables(str(variables))]  # hidden_units=4 from the trial
+    (index_file,) = (tmp_path / "s3").rglob(storage.CHECKPOINT_INDEX)
+    assert index_file.parent.name == "trial-3" and "uid-sweep" in index_file.parts  # per trial, per run
+    latest = tf.train.latest_checkpoint(str(index_file.parent))
+    assert [8, 4] in [shape for _, shape in tf.train.list_variables(latest)]  # hidden_units=4 from the trial
 
 
-def test_the_evaluator_sidecar_evaluates_checkpoints_until_the_target_step(trained, tmp_path, monkeypatch, capsys):
+def test_the_evaluator_sidecar_evaluates_checkpoints_until_the_target_step_in_its_own_log_subdirectory(
+        trained, tmp_path, monkeypatch, capsys):
+    """The evaluator shares the run's CLOUDML_LOG_DIR with the chief (as the JobSet gives it): it
+    evaluates up to the target step and writes its summaries and metrics.json under evaluator/,
+    leaving the chief's metrics.json and eval summaries untouched."""
+    logs = tmp_path / "logs"
+    shutil.copytree(trained / "logs", logs)
+    chief_metrics = json.loads((logs / "metrics.json").read_text())
+    (logs / "metrics.json").write_text(json.dumps({**chief_metrics, "written_by": "chief"}))  # told apart from the evaluator's
+    chief_eval_events = sorted(p.name for p in (logs / "eval").iterdir())
     tf_config = {"cluster": {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}, "task": {"type": "evaluator", "index": 0}}
     clean_env(monkeypatch, TF_CONFIG=json.dumps(tf_config), CLOUDML_CHECKPOINT_DIR=str(trained / "checkpoints"),
-              CLOUDML_LOG_DIR=str(tmp_path / "eval-logs"))
+              CLOUDML_LOG_DIR=str(logs))
     assert cli.main(["--steps", "300", "--metrics-file", str(tmp_path / "eval.json")]) == 0
     out = capsys.readouterr().out
     assert event(out, "done") == {"event": "done", "role": "evaluator", "step": 300}
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["step"] == 300 and result["loss"] < CONVERGED_LOSS
-    assert list((tmp_path / "eval-logs" / "eval").glob("events.out.tfevents.*"))
+    own = logs / training.EVALUATOR_LOG_SUBDIR
+    assert list((own / "eval").glob("events.out.tfevents.*"))
+    assert json.loads((own / "metrics.json").read_text())["step"] == 300
+    assert json.loads((logs / "metrics.json").read_text())["written_by"] == "chief"
+    assert sorted(p.name for p in (logs / "eval").iterdir()) == chief_eval_events
 
 
 def test_unknown_task_or_command_is_a_clear_error(monkeypatch, capsys):
@@ -306,8 +452,9 @@ def test_batch_prediction_writes_one_prediction_per_input_record(trained, tmp_pa
 
 def test_s3_run_directories_checkpoint_resume_export_and_the_rendered_batch_prediction_command(tmp_path, monkeypatch, capsys):
     """Run directories as real deployments give them (s3:// URIs under the platform's buckets),
-    against moto's S3: checkpoints, logs and the model go up, a restart resumes from S3, and the
-    rendered nightly-scores batchPrediction command predicts from S3 to S3."""
+    against moto's S3: checkpoints, logs and the model go up, a restart resumes from S3, the
+    evaluator's logs go to their own prefix, and the rendered nightly-scores batchPrediction command
+    predicts from S3 to S3. Every local staging directory (cloudml-*) is gone afterwards."""
     import boto3
     from moto import mock_aws
 
@@ -321,6 +468,9 @@ def test_s3_run_directories_checkpoint_resume_export_and_the_rendered_batch_pred
                         "AWS_DEFAULT_REGION": "us-west-2"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    temp = tmp_path / "tmp"  # this test's own temporary directory: other tests' leftovers do not count
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     with mock_aws():
         s3 = boto3.client("s3")
         for bucket in BUCKETS.values():
@@ -348,6 +498,16 @@ def test_s3_run_directories_checkpoint_resume_export_and_the_rendered_batch_pred
         assert len(model_versions) == 2 and all(v.isdigit() for v in model_versions)
         assert f"vision/resnet/{model_versions[-1]}/saved_model.pb" in model_keys
 
+        # The evaluator of the same run: its metrics and summaries under <log dir>/evaluator/.
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]},
+                                                    "task": {"type": "evaluator", "index": 0}}))
+        assert cli.main(["--steps", "150", "--evaluator-poll-seconds", "0.1"]) == 0
+        monkeypatch.delenv("TF_CONFIG")
+        assert event(capsys.readouterr().out, "done")["step"] == 150
+        evaluator_logs = [k for k in keys(BUCKETS["logs"], "vision/resnet-nightly/run-1/") if k not in logs]
+        assert "vision/resnet-nightly/run-1/evaluator/metrics.json" in evaluator_logs
+        assert any("/evaluator/eval/events.out.tfevents." in k for k in evaluator_logs)
+
         # The sample stack's nightly-scores batchPrediction, rendered, run as its container would.
         spec = load_team(load_stack_file(REPO / "stacks", "team-vision").config["cloudml:team"])
         workload = next(w for w in spec.workloads if w.name == "nightly-scores")
@@ -363,3 +523,4 @@ def test_s3_run_directories_checkpoint_resume_export_and_the_rendered_batch_pred
         assert [r["record"] for r in rows] == list(range(6))
         assert all(len(r["predictions"]) == 1 and 0 <= r["predictions"][0] <= 1 for r in rows)
         assert event(capsys.readouterr().out, "predictions")["model_version"] == int(model_versions[-1])
+    assert sorted(p.name for p in temp.iterdir() if p.name.startswith("cloudml-")) == []

@@ -7,6 +7,8 @@ a free 127.0.0.1 port, consistently in every pod's TF_CONFIG; `s3://` run direct
 directory tree (same keys: bucket/team/workload/<JobSet UID>/), since TF 2.20 has no S3 file system
 and the trainer's S3 staging is tested against moto in test_trainer.py; the sample's training
 arguments (`--module vision_tasks.resnet --epochs 30`) become the tiny reference task, so a run takes seconds.
+Each attempt's processes get their own TMPDIR under the test's directory, so temporary directories
+a run leaves behind are seen (and never land in the machine's /tmp).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import signal
 import socket
+import copy
 import subprocess
 import sys
 import time
@@ -25,7 +28,7 @@ import pytest
 from cloudml.stackfile import load_stack_file
 from components.render import WorkloadContext, render
 from components.spec import load_team
-from tf_config import jobset_pods
+from tf_config import job_pods, jobset_pods
 from workload_fixtures import platform_view
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,12 +43,21 @@ STATUS = STATUS_PREFIX.strip()
 PROCESS_TIMEOUT = 150  # seconds for one group of processes; a hung collective fails the test, not the suite
 
 
-def sample_jobset(stack: str, workload_name: str) -> dict:
-    """The JobSet a sample team stack renders for one of its distributedTraining workloads."""
+def sample_workload(stack: str, workload_name: str, **changes) -> list[dict]:
+    """What a sample team stack renders for one of its workloads; `changes` (camelCase keys, as in
+    the stack file) make a variant of that workload."""
     # Read as `cloudml plan` reads it (YAML 1.2, `secure:` values replaced by a placeholder).
-    spec = load_team(load_stack_file(REPO / "stacks", stack).config["cloudml:team"])
+    config = copy.deepcopy(load_stack_file(REPO / "stacks", stack).config["cloudml:team"])
+    (entry,) = [w for w in config["workloads"] if w["name"] == workload_name]
+    entry.update(changes)
+    spec = load_team(config)
     workload = next(w for w in spec.workloads if w.name == workload_name)
-    (jobset,) = render(workload.kind, WorkloadContext(spec, workload, platform_view(spec.name)))
+    return render(workload.kind, WorkloadContext(spec, workload, platform_view(spec.name)))
+
+
+def sample_jobset(stack: str, workload_name: str, **changes) -> dict:
+    """The JobSet a sample team stack renders for one of its distributedTraining workloads."""
+    (jobset,) = sample_workload(stack, workload_name, **changes)
     assert jobset["kind"] == "JobSet"
     return jobset
 
@@ -106,6 +118,8 @@ def pods_of(jobset: dict, root: Path, args: list[str], addresses: dict[str, str]
     pods = []
     logs = root / f"attempt-{attempt}"
     logs.mkdir(parents=True, exist_ok=True)
+    temp = temp_dir(root, attempt)
+    temp.mkdir(parents=True, exist_ok=True)
     for pod in jobset_pods(jobset, restart_attempt=attempt, jobset_uid=uid):
         (container,) = [c for c in pod_template(jobset, pod.task)["spec"]["containers"] if c["name"] == "main"]
         assert container["command"] == ["python", "-m", "cloudml_trainer"]
@@ -115,10 +129,20 @@ def pods_of(jobset: dict, root: Path, args: list[str], addresses: dict[str, str]
             config["cluster"] = {job: [addresses[a] for a in tasks] for job, tasks in config["cluster"].items()}
             env["TF_CONFIG"] = json.dumps(config)
         env.update(PATH=os.environ.get("PATH", "/usr/bin:/bin"), HOME=str(root), PYTHONPATH=str(TRAINER_SRC),
-                   TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+                   TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", TMPDIR=str(temp))
         command = [sys.executable, *container["command"][1:], *args]
         pods.append(Pod(pod, env, command, logs / f"{pod.task}-{pod.index}.log"))
     return pods
+
+
+def temp_dir(root: Path, attempt: int) -> Path:
+    """TMPDIR of an attempt's processes (the pods' own /tmp)."""
+    return root / "tmp" / f"attempt-{attempt}"
+
+
+def leftovers(root: Path, attempt: int) -> list[str]:
+    """The trainer's temporary directories (cloudml-*) an attempt left behind."""
+    return sorted(p.name for p in temp_dir(root, attempt).iterdir() if p.name.startswith("cloudml-"))
 
 
 def pod_template(jobset: dict, task: str) -> dict:
@@ -170,6 +194,81 @@ def test_sample_multi_worker_jobset_trains_on_every_pod_and_the_chief_exports(tm
     assert pods[1].event("done")["export"] == {"path": None, "version": None}  # wrote to a temp dir
     metrics = json.loads((run_dir(pods, "CLOUDML_LOG_DIR") / "metrics.json").read_text())
     assert metrics["step"] == 200 and metrics["loss"] < 0.3
+    assert leftovers(tmp_path, 0) == []  # worker 1's checkpoint and export scratch directories are gone
+
+
+# --- MultiWorkerMirroredStrategy with a chief: resnet-dist as chief: 1 + workers: 1 ------------------
+
+CHIEF_ARGS = ["--task", "reference", "--steps", "100", "--checkpoint-every", "50", "--log-every", "50"]
+
+
+def test_multi_worker_with_a_chief_trains_on_both_and_only_the_chief_exports(tmp_path):
+    """The sample's resnet-dist with a chief job (TF_CONFIG exactly as the template writes it for
+    that variant): both processes train under MultiWorkerMirroredStrategy; the chief, not worker 0,
+    keeps the checkpoints, the metrics and the one exported version."""
+    jobset = sample_jobset("team-vision", "resnet-dist", chief=1, workers=1)
+    cluster = next(jobset_pods(jobset)).tf_config["cluster"]
+    assert sorted(cluster) == ["chief", "worker"] and (len(cluster["chief"]), len(cluster["worker"])) == (1, 1)
+    pods = pods_of(jobset, tmp_path, CHIEF_ARGS, loopback(cluster), 0, "uid-chief")
+    by_name = {p.name: p for p in pods}
+    assert sorted(by_name) == ["chief-0", "worker-0"]
+    try:
+        for pod in pods:
+            pod.start()
+        wait_all(pods)
+    finally:
+        for pod in pods:
+            pod.kill()
+    for pod in pods:
+        start, done = pod.event("start"), pod.event("done")
+        assert (start["strategy"], start["replicas"], done["step"]) == ("CollectiveAllReduceStrategy", 2, 100), pod.name
+    chief, worker = by_name["chief-0"].event("done"), by_name["worker-0"].event("done")
+    (version,) = list(run_dir(pods, "CLOUDML_MODEL_DIR").iterdir())
+    assert chief["export"] == {"version": int(version.name), "path": str(version)}
+    assert (version / "saved_model.pb").is_file()
+    assert worker["export"] == {"path": None, "version": None} and "metrics" not in worker
+    assert [s["event"] for s in by_name["worker-0"].statuses()].count("export") == 0
+    assert chief["metrics"]["step"] == 100
+    assert storage.latest_checkpoint_step(str(run_dir(pods, "CLOUDML_CHECKPOINT_DIR"))) == 100
+    assert leftovers(tmp_path, 0) == []
+
+
+# --- MirroredStrategy: one pod, several devices (resnet-nightly: gpus 2), on 2 logical CPUs -------------
+
+MIRRORED = """
+import sys
+import tensorflow as tf
+(cpu,) = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from cloudml_trainer import cli, cluster, training
+hp, task = cli.parse_hparams(sys.argv[1:])
+training.run(hp, task, cluster.role_from_env(), devices=[d.name for d in tf.config.list_logical_devices("CPU")])
+"""
+
+
+def test_local_training_mirrors_over_several_devices(tmp_path):
+    """MirroredStrategy, the path a one-pod training job with several GPUs takes, with the CPU split
+    into 2 logical devices standing in for 2 GPUs, in the environment the sample resnet-nightly
+    (gpus: 2) renders: 2 replicas in sync, training converges and the model is exported."""
+    (cron,) = [o for o in sample_workload("team-vision", "resnet-nightly") if o["kind"] == "CronJob"]
+    job = {"metadata": {"name": "resnet-nightly-29000000"}, "spec": cron["spec"]["jobTemplate"]["spec"]}
+    (pod,) = job_pods(job, job_uid="uid-mirrored")
+    assert pod.tf_config is None  # one pod: no cluster
+    env = {k: v.replace("s3://", f"{tmp_path}/s3/") for k, v in pod.env.items()}
+    (tmp_path / "tmp").mkdir()
+    env.update(PATH=os.environ.get("PATH", "/usr/bin:/bin"), HOME=str(tmp_path), PYTHONPATH=str(TRAINER_SRC),
+               TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", TMPDIR=str(tmp_path / "tmp"))
+    result = subprocess.run([sys.executable, "-c", MIRRORED, "--task", "reference", "--steps", "100", "--checkpoint-every", "50",
+                             "--log-every", "50"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=PROCESS_TIMEOUT)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    found = {}
+    for line in result.stdout.splitlines():
+        if line.startswith(STATUS_PREFIX):
+            status = json.loads(line[len(STATUS_PREFIX):])
+            found[status["event"]] = status
+    assert (found["start"]["strategy"], found["start"]["replicas"]) == ("MirroredStrategy", 2)
+    assert found["done"]["step"] == 100 and found["done"]["metrics"]["loss"] < 0.4
+    assert (Path(found["done"]["export"]["path"]) / "saved_model.pb").is_file()
 
 
 # --- fault: a worker dies, the JobSet restarts the whole group, training resumes --------------------
@@ -199,6 +298,8 @@ def test_a_killed_worker_and_a_group_restart_resume_from_the_checkpoint(tmp_path
             pod.kill()
     saved = storage.latest_checkpoint_step(str(checkpoints))
     assert KILL_AFTER_STEP <= saved < 400
+    # A killed process cleans nothing: worker 1's scratch checkpoints stay in its (pod's) TMPDIR.
+    assert [n.rsplit("-", 1)[0] for n in leftovers(tmp_path, 0)] == ["cloudml-worker-checkpoints"]
     assert all(not any(s["event"] == "done" for s in p.statuses()) for p in first)
 
     # restart attempt 1 of the same JobSet (same UID): new Jobs, new pods, same run directories.
@@ -217,6 +318,7 @@ def test_a_killed_worker_and_a_group_restart_resume_from_the_checkpoint(tmp_path
         assert pod.event("done")["step"] == 400
     assert storage.latest_checkpoint_step(str(checkpoints)) == 400
     assert len(list(run_dir(second, "CLOUDML_MODEL_DIR").iterdir())) == 1
+    assert leftovers(tmp_path, 1) == []  # a run that ends cleans up after itself
 
 
 # --- ParameterServerStrategy: the nlp team's bert-ps (chief + 1 ps + 2 workers) ---------------------
@@ -245,3 +347,4 @@ def test_sample_parameter_server_jobset_completes_with_the_chief_as_coordinator(
     (version,) = list(run_dir(pods, "CLOUDML_MODEL_DIR").iterdir())
     assert (version / "saved_model.pb").is_file()
     assert done["metrics"]["loss"] < 0.4
+    assert leftovers(tmp_path, 0) == []

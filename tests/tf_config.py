@@ -159,3 +159,46 @@ def jobset_pods(jobset: dict, container: str = "main", secrets: Mapping[tuple[st
                     env=values,
                     tf_config=json.loads(values["TF_CONFIG"]) if "TF_CONFIG" in values else None,
                 )
+
+
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+
+
+def job_pods(job: dict, container: str = "main", secrets: Mapping[tuple[str, str], str] | None = None,
+             job_uid: str = "0f1e2d3c-job-uid", namespace: str | None = None) -> Iterator[PodEnv]:
+    """Every pod of `job` (a rendered batch/v1 Job, or a CronJob's jobTemplate wrapped as a Job),
+    with its environment: the labels the Job controller adds (controller UID, job name, and for an
+    Indexed Job the completion index label and annotation), then the container env as the kubelet
+    builds it. `job_uid` stands for the UID the API server gives the Job."""
+    meta, spec = job.get("metadata", {}), job["spec"]
+    name = meta.get("name", "job")
+    namespace = namespace or meta.get("namespace", "default")
+    template = spec["template"]
+    indexed = spec.get("completionMode") == "Indexed"
+    for index in range(spec.get("completions", 1) if indexed else 1):
+        labels = {
+            **template.get("metadata", {}).get("labels", {}),
+            JOB_UID_LABEL: job_uid,
+            "batch.kubernetes.io/job-name": name,
+            "controller-uid": job_uid,
+            "job-name": name,
+        }
+        annotations = dict(template.get("metadata", {}).get("annotations", {}))
+        if indexed:
+            labels[COMPLETION_INDEX] = annotations[COMPLETION_INDEX] = str(index)
+        (main,) = [c for c in template["spec"]["containers"] if c["name"] == container]
+        env = list(main.get("env", []))
+        if indexed and not any(e["name"] == JOB_COMPLETION_INDEX_ENV for e in env):
+            env.append({"name": JOB_COMPLETION_INDEX_ENV,
+                        "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{COMPLETION_INDEX}']"}}})
+        values = container_env(env, labels, annotations, template["spec"], namespace, secrets)
+        yield PodEnv(
+            task=name,
+            index=index,
+            hostname=template["spec"].get("hostname") or (f"{name}-{index}" if indexed else name),
+            subdomain=template["spec"].get("subdomain"),
+            labels=labels,
+            annotations=annotations,
+            env=values,
+            tf_config=json.loads(values["TF_CONFIG"]) if "TF_CONFIG" in values else None,
+        )

@@ -20,7 +20,9 @@ COMMANDS = ("train", "predict")
 
 
 def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cloudml_trainer [train]", add_help=add_help,
+    # No abbreviations: `--epoch` is an unknown flag, not `--epochs` (and a task option added later
+    # cannot make a command that used to work ambiguous).
+    p = argparse.ArgumentParser(prog="python -m cloudml_trainer [train]", add_help=add_help, allow_abbrev=False,
                                 description="Train a task under the strategy TF_CONFIG calls for.")
     p.add_argument("--task", default=None, help="Built-in task (default: reference).")
     p.add_argument("--module", default=None, help="Your task module (importable), e.g. my_pkg.task.")
@@ -111,14 +113,20 @@ def main(argv: list[str] | None = None) -> int:
     except (TaskError, ClusterError) as error:
         print(f"cloudml_trainer: {error}", file=sys.stderr)
         return 2
-    if role.runs_server_only:
-        from cloudml_trainer.cluster import serve_forever
-        from cloudml_trainer.training import emit
+    from cloudml_trainer.devices import DEVICE_EXIT_CODE, DeviceError, gpu_report
 
-        emit("server", role=role.name)
-        serve_forever(role)
-        return 0
-    from cloudml_trainer.training import run
+    try:
+        if role.runs_server_only:
+            from cloudml_trainer.cluster import serve_forever
+            from cloudml_trainer.training import emit
 
-    run(hp, task, role)
+            emit("server", role=role.name, **gpu_report())
+            serve_forever(role)
+            return 0
+        from cloudml_trainer.training import run
+
+        run(hp, task, role)
+    except DeviceError as error:
+        print(f"cloudml_trainer: {error}", file=sys.stderr, flush=True)
+        return DEVICE_EXIT_CODE
     return 0

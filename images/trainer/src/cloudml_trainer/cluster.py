@@ -92,13 +92,21 @@ def role_from_config(config: dict) -> Role:
     return Role(MULTI_WORKER, cluster, task_type, index)
 
 
-def make_strategy(role: Role):
-    """The tf.distribute strategy for a training role (TF_CONFIG must already be in the environment)."""
+def make_strategy(role: Role, devices: list[str] | None = None):
+    """The tf.distribute strategy for a training role (TF_CONFIG must already be in the environment).
+
+    Local training mirrors over `devices` when it names more than one (logical device names, e.g.
+    "/cpu:0", "/cpu:1" after splitting the CPU into logical devices), else over every GPU when
+    there are several; one device or none: the default strategy."""
     import tensorflow as tf
 
     if role.mode == LOCAL:
+        if devices is not None:
+            return tf.distribute.MirroredStrategy(devices) if len(devices) > 1 else tf.distribute.get_strategy()
         gpus = tf.config.list_physical_devices("GPU")
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if devices is not None:
+        raise ClusterError("devices are only chosen for local training; TF_CONFIG defines the cluster")
     if role.mode == MULTI_WORKER:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if role.mode == PARAMETER_SERVER:

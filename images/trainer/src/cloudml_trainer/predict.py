@@ -34,7 +34,8 @@ SKIP_PREFIXES = (".", "_")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cloudml_trainer predict", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m cloudml_trainer predict", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
     p.add_argument("--model-dir", default=os.environ.get("CLOUDML_MODEL_DIR"), required="CLOUDML_MODEL_DIR" not in os.environ)
     p.add_argument("--model-version", type=int, default=_int_env("CLOUDML_MODEL_VERSION"))
     p.add_argument("--input", default=os.environ.get("CLOUDML_INPUT"), required="CLOUDML_INPUT" not in os.environ)
@@ -134,32 +135,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     version = model_version(args.model_dir, args.model_version)
     version_uri = storage.join(args.model_dir, str(version))
-    staging = None
-    if storage.is_s3(version_uri):
-        staging = tempfile.mkdtemp(prefix="cloudml-model-")
-        storage.download(version_uri, staging)
-        local_model = staging
-    else:
-        local_model = version_uri
-    signature = tf.saved_model.load(local_model).signatures[args.signature]
-    total = 0
+    staging = tempfile.mkdtemp(prefix="cloudml-model-") if storage.is_s3(version_uri) else None
     out_local = tempfile.mkdtemp(prefix="cloudml-predictions-") if storage.is_s3(args.output) else args.output
-    os.makedirs(out_local, exist_ok=True)
-    written = []
-    for name, location in input_files(args.input):
-        text = storage.read_text(location)
-        records = read_records(name, text)
-        outputs = predict_records(signature, records, args.batch_size)
-        out_name = f"{name}.predictions.jsonl"
-        target = Path(out_local, out_name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text("".join(output_line(i, o) + "\n" for i, o in enumerate(outputs)))
-        written.append(out_name)
-        total += len(outputs)
-    if storage.is_s3(args.output):
-        storage.upload(out_local, args.output, written)
-        shutil.rmtree(out_local, ignore_errors=True)
-    if staging:
-        shutil.rmtree(staging, ignore_errors=True)
+    try:
+        if staging:
+            storage.download(version_uri, staging)
+        signature = tf.saved_model.load(staging or version_uri).signatures[args.signature]
+        total = 0
+        os.makedirs(out_local, exist_ok=True)
+        written = []
+        for name, location in input_files(args.input):
+            text = storage.read_text(location)
+            records = read_records(name, text)
+            outputs = predict_records(signature, records, args.batch_size)
+            out_name = f"{name}.predictions.jsonl"
+            target = Path(out_local, out_name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("".join(output_line(i, o) + "\n" for i, o in enumerate(outputs)))
+            written.append(out_name)
+            total += len(outputs)
+        if storage.is_s3(args.output):
+            storage.upload(out_local, args.output, written)
+    finally:
+        # Staging directories go, also when prediction fails.
+        if storage.is_s3(args.output):
+            shutil.rmtree(out_local, ignore_errors=True)
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
     emit("predictions", model_version=version, files=len(written), records=total, output=args.output)
     return 0

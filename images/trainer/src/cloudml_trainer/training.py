@@ -10,6 +10,14 @@ Resume: the global step is a tf.Variable inside the checkpoint, and checkpoints 
 the whole group (what the JobSet does when a pod fails) training continues from the saved step.
 Under MultiWorkerMirroredStrategy every worker saves (saving is collective), but only the chief
 into the checkpoint directory; the others into a temporary directory they delete.
+
+Export once per run: a restart after the export (the chief died before exiting) resumes at the
+target step and must neither fail nor add a second version. The chief records the version it is
+about to export in the run's checkpoint directory (EXPORT_MARKER, written before the export), so a
+restart reuses that version and skips the export when its saved_model.pb is already there.
+
+Temporary directories (S3 staging, non-chief checkpoints and exports) are removed when the run ends,
+also when it fails; a killed process leaves them behind, inside the pod's own file system.
 """
 
 from __future__ import annotations
@@ -26,9 +34,12 @@ from typing import Any
 
 from cloudml_trainer import storage
 from cloudml_trainer.cluster import EVALUATOR, PARAMETER_SERVER, Role, make_strategy
+from cloudml_trainer.devices import gpu_report
 from cloudml_trainer.metrics import binary_classification
 
 STATUS_PREFIX = "CLOUDML_STATUS "
+EXPORT_MARKER = "cloudml-export.json"  # in the run's checkpoint directory: the version this run exports
+EVALUATOR_LOG_SUBDIR = "evaluator"  # the evaluator's summaries and metrics.json, apart from the chief's
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -42,20 +53,23 @@ class RunDirs:
     logs: str | None
     model: str | None
     metrics_file: str | None
+    temporary_checkpoint: bool = False  # no checkpoint directory given: a temporary one, deleted at the end
 
     @classmethod
     def from_env(cls, hp, environ=None) -> "RunDirs":
         environ = os.environ if environ is None else environ
         checkpoint = hp.checkpoint_dir or environ.get("CLOUDML_CHECKPOINT_DIR")
-        if not checkpoint:
+        temporary = not checkpoint
+        if temporary:
             checkpoint = tempfile.mkdtemp(prefix="cloudml-checkpoints-")
-            print(f"cloudml_trainer: no CLOUDML_CHECKPOINT_DIR, checkpoints go to {checkpoint} (no resume)", flush=True)
+            print(f"cloudml_trainer: no CLOUDML_CHECKPOINT_DIR, checkpoints go to {checkpoint} (deleted at the end; no resume)",
+                  flush=True)
         metrics_file = hp.metrics_file
         if not metrics_file and environ.get("CLOUDML_METRICS_DIR"):
             index = environ.get("CLOUDML_TRIAL_INDEX") or "0"
             metrics_file = storage.join(environ["CLOUDML_METRICS_DIR"], f"{index}.json")
         return cls(checkpoint, hp.log_dir or environ.get("CLOUDML_LOG_DIR") or None,
-                   hp.model_dir or environ.get("CLOUDML_MODEL_DIR") or None, metrics_file)
+                   hp.model_dir or environ.get("CLOUDML_MODEL_DIR") or None, metrics_file, temporary)
 
 
 def default_loss(labels, predictions):
@@ -72,19 +86,26 @@ def make_optimizer(hp):
     return keras.optimizers.Adam(hp.learning_rate)
 
 
-def run(hp, task, role: Role) -> dict:
+def run(hp, task, role: Role, devices: list[str] | None = None) -> dict:
+    """Train (or evaluate, for the evaluator) as `role`. `devices`: local training only, the
+    logical devices to mirror over (default: every GPU). Raises devices.DeviceError before any work
+    when the pod's GPUs are invisible to TensorFlow."""
+    gpus = gpu_report()
     dirs = RunDirs.from_env(hp)
-    if role.mode == EVALUATOR:
-        return evaluate_checkpoints(hp, task, dirs)
-    if role.mode == PARAMETER_SERVER:
-        return _train(hp, task, role, dirs, parameter_server=True)
-    return _train(hp, task, role, dirs, parameter_server=False)
+    try:
+        if role.mode == EVALUATOR:
+            return evaluate_checkpoints(hp, task, dirs, gpus)
+        return _train(hp, task, role, dirs, parameter_server=role.mode == PARAMETER_SERVER, gpus=gpus, devices=devices)
+    finally:
+        if dirs.temporary_checkpoint:
+            shutil.rmtree(dirs.checkpoint, ignore_errors=True)
 
 
-def _train(hp, task, role: Role, dirs: RunDirs, parameter_server: bool) -> dict:
+def _train(hp, task, role: Role, dirs: RunDirs, parameter_server: bool, gpus: dict | None = None,
+           devices: list[str] | None = None) -> dict:
     import tensorflow as tf
 
-    strategy = make_strategy(role)
+    strategy = make_strategy(role, devices)
     loss_fn = getattr(task, "loss", None) or default_loss
     with strategy.scope():
         model = task.build_model(hp)
@@ -95,71 +116,76 @@ def _train(hp, task, role: Role, dirs: RunDirs, parameter_server: bool) -> dict:
 
     # Every task restores the chief's latest checkpoint; only the chief saves into that directory.
     checkpoints = storage.CheckpointDir(dirs.checkpoint, "checkpoints")
-    checkpoints.pull()
-    latest = tf.train.latest_checkpoint(checkpoints.local)
-    if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-    save_dir = checkpoints.local if role.is_chief else tempfile.mkdtemp(prefix="cloudml-worker-checkpoints-")
-    manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=hp.keep_checkpoints)
     logs = storage.RunDir(dirs.logs, "logs") if role.is_chief and dirs.logs else None
-    writer = tf.summary.create_file_writer(os.path.join(logs.local, "train")) if logs else tf.summary.create_noop_writer()
+    save_dir = checkpoints.local if role.is_chief else tempfile.mkdtemp(prefix="cloudml-worker-checkpoints-")
+    try:
+        checkpoints.pull()
+        latest = tf.train.latest_checkpoint(checkpoints.local)
+        if latest:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+        manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=hp.keep_checkpoints)
+        writer = tf.summary.create_file_writer(os.path.join(logs.local, "train")) if logs else tf.summary.create_noop_writer()
 
-    start, target = int(step.numpy()), hp.steps
-    emit("start", role=role.name, step=start, target=target, strategy=type(strategy).__name__,
-         restored=os.path.basename(latest) if latest else None)
+        start, target = int(step.numpy()), hp.steps
+        emit("start", role=role.name, step=start, target=target, strategy=type(strategy).__name__,
+             replicas=strategy.num_replicas_in_sync, restored=os.path.basename(latest) if latest else None, **(gpus or {}))
 
-    if parameter_server:
-        run_steps = _parameter_server_loop(hp, task, strategy, model, optimizer, step, loss_fn)
-    else:
-        run_steps = _synchronous_loop(hp, task, strategy, model, optimizer, step, loss_fn)
+        if parameter_server:
+            run_steps = _parameter_server_loop(hp, task, strategy, model, optimizer, step, loss_fn)
+        else:
+            run_steps = _synchronous_loop(hp, task, strategy, model, optimizer, step, loss_fn)
 
-    def save(current: int) -> None:
-        path = manager.save(checkpoint_number=current)
-        if role.is_chief:
-            kept = [os.path.basename(p) for p in manager.checkpoints]
-            checkpoints.push_checkpoint(os.path.basename(path), kept)
-            if logs:
-                writer.flush()
-                logs.push()
-        emit("checkpoint", role=role.name, step=current)
+        def save(current: int) -> None:
+            path = manager.save(checkpoint_number=current)
+            if role.is_chief:
+                kept = [os.path.basename(p) for p in manager.checkpoints]
+                checkpoints.push_checkpoint(os.path.basename(path), kept)
+                if logs:
+                    writer.flush()
+                    logs.push()
+            emit("checkpoint", role=role.name, step=current)
 
-    current = start
-    began = time.monotonic()
-    while current < target:
-        boundary = min(target, _next_multiple(current, hp.checkpoint_every), _next_multiple(current, hp.log_every))
-        loss = run_steps(boundary - current)
-        current = int(step.numpy())
-        with writer.as_default():
-            tf.summary.scalar("loss", loss, step=current)
-        if current % hp.log_every == 0 or current == target:
-            print(f"cloudml_trainer: {role.name} step {current}/{target} loss {loss:.4f}", flush=True)
-        if current % hp.checkpoint_every == 0 and current != target:
+        current = start
+        began = time.monotonic()
+        while current < target:
+            boundary = min(target, _next_multiple(current, hp.checkpoint_every), _next_multiple(current, hp.log_every))
+            loss = run_steps(boundary - current)
+            current = int(step.numpy())
+            with writer.as_default():
+                tf.summary.scalar("loss", loss, step=current)
+            if current % hp.log_every == 0 or current == target:
+                print(f"cloudml_trainer: {role.name} step {current}/{target} loss {loss:.4f}", flush=True)
+            if current % hp.checkpoint_every == 0 and current != target:
+                save(current)
+        if current == target and (not latest or int(os.path.basename(latest).rsplit("-", 1)[1]) != target):
             save(current)
-    if current == target and (not latest or int(os.path.basename(latest).rsplit("-", 1)[1]) != target):
-        save(current)
-    elapsed = time.monotonic() - began
+        elapsed = time.monotonic() - began
 
-    # Evaluation and export use a local copy of the trained weights: no distributed variables, so
-    # the same code serves every strategy, and the SavedModel holds plain variables.
-    trained = task.build_model(hp)
-    trained.set_weights(model.get_weights())
-    summary: dict = {"role": role.name, "start_step": start, "step": current, "seconds": round(elapsed, 3)}
-    if role.is_chief:
-        metrics = evaluate(hp, task, trained, current)
-        if getattr(hp, "trial", None):
-            metrics["trial_params"] = hp.trial  # the sweep compares trials by these
-        write_metrics(metrics, dirs, logs, current)
-        summary["metrics"] = metrics
-    if dirs.model:
-        summary["export"] = export(hp, task, trained, dirs.model if role.is_chief else None)
-    if logs:
-        writer.close()
-        logs.push()
-    if not role.is_chief:
-        shutil.rmtree(save_dir, ignore_errors=True)
-    checkpoints.cleanup()
-    emit("done", **summary)
-    return summary
+        # Evaluation and export use a local copy of the trained weights: no distributed variables, so
+        # the same code serves every strategy, and the SavedModel holds plain variables.
+        trained = task.build_model(hp)
+        trained.set_weights(model.get_weights())
+        summary: dict = {"role": role.name, "start_step": start, "step": current, "seconds": round(elapsed, 3)}
+        if role.is_chief:
+            metrics = evaluate(hp, task, trained, current)
+            if getattr(hp, "trial", None):
+                metrics["trial_params"] = hp.trial  # the sweep compares trials by these
+            write_metrics(metrics, dirs, logs, current)
+            summary["metrics"] = metrics
+        if dirs.model:
+            summary["export"] = export(hp, task, trained, dirs.model if role.is_chief else None,
+                                       marker_uri=storage.join(dirs.checkpoint, EXPORT_MARKER), step=current)
+        if logs:
+            writer.close()
+            logs.push()
+        emit("done", **summary)
+        return summary
+    finally:
+        if not role.is_chief:
+            shutil.rmtree(save_dir, ignore_errors=True)
+        if logs:
+            logs.cleanup()
+        checkpoints.cleanup()
 
 
 def _next_multiple(value: int, every: int) -> int:
@@ -271,17 +297,29 @@ def write_metrics(metrics: dict, dirs: RunDirs, logs, step: int) -> dict:
     return record
 
 
-def evaluate_checkpoints(hp, task, dirs: RunDirs) -> dict:
+def evaluate_checkpoints(hp, task, dirs: RunDirs, gpus: dict | None = None) -> dict:
     """The evaluator sidecar: evaluate each new checkpoint of the run as it appears, until the one
-    at the target step (or no new checkpoint for hp.evaluator_timeout seconds)."""
+    at the target step (or no new checkpoint for hp.evaluator_timeout seconds). Its summaries and
+    metrics.json go to <log dir>/evaluator/, so they never overwrite the chief's."""
     import tensorflow as tf
 
     model = task.build_model(hp)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     checkpoint = tf.train.Checkpoint(model=model, step=step)
     checkpoints = storage.CheckpointDir(dirs.checkpoint, "checkpoints")
-    logs = storage.RunDir(dirs.logs, "logs") if dirs.logs else None
-    emit("start", role="evaluator", step=0, target=hp.steps)
+    logs = storage.RunDir(storage.join(dirs.logs, EVALUATOR_LOG_SUBDIR), "logs") if dirs.logs else None
+    try:
+        return _evaluate_loop(hp, task, dirs, model, step, checkpoint, checkpoints, logs, gpus or {})
+    finally:
+        if logs:
+            logs.cleanup()
+        checkpoints.cleanup()
+
+
+def _evaluate_loop(hp, task, dirs: RunDirs, model, step, checkpoint, checkpoints, logs, gpus: dict) -> dict:
+    import tensorflow as tf
+
+    emit("start", role="evaluator", step=0, target=hp.steps, **gpus)
     evaluated, last_new = None, time.monotonic()
     metrics: dict = {}
     while True:
@@ -309,7 +347,6 @@ def evaluate_checkpoints(hp, task, dirs: RunDirs) -> dict:
             time.sleep(hp.evaluator_poll_seconds)
     if dirs.metrics_file and metrics:
         storage.write_text(dirs.metrics_file, json.dumps(metrics, sort_keys=True))
-    checkpoints.cleanup()
     emit("done", role="evaluator", **({"step": metrics.get("step")} if metrics else {}))
     return metrics
 
@@ -350,42 +387,81 @@ def _model_inputs(model):
 def next_version(model_uri: str, requested: int | None) -> int:
     """The requested version, else unix seconds (bumped past any existing version directory):
     TF Serving serves the highest integer directory."""
-    existing = {int(n) for n in storage.list_children(model_uri) if n.isdigit()}
     if requested is not None:
-        if requested in existing:
-            raise FileExistsError(f"model version {requested} already exists in {model_uri}")
         return requested
+    existing = {int(n) for n in storage.list_children(model_uri) if n.isdigit()}
     version = int(time.time())
     while version in existing:
         version += 1
     return version
 
 
-def export(hp, task, model, model_uri: str | None) -> dict:
-    """Write the SavedModel. The chief passes the model directory and gets `<dir>/<version>/`; other
-    workers pass None and write to a temporary directory they delete."""
+def export_version(model_uri: str, requested: int | None, marker_uri: str | None, step: int | None) -> tuple[int, bool]:
+    """(version, chosen earlier by this run). The run's marker (in its checkpoint directory) names
+    the version this run exports at this step; a restart at the same step reuses it. A new choice is
+    recorded before anything is exported, so a crash at any point leads back to the same version."""
+    marker = None
+    if marker_uri:
+        try:
+            marker = json.loads(storage.read_text(marker_uri) or "null")
+        except json.JSONDecodeError:
+            marker = None
+    if (isinstance(marker, dict) and marker.get("step") == step and marker.get("model_dir") == model_uri
+            and isinstance(marker.get("version"), int) and requested in (None, marker["version"])):
+        return marker["version"], True
+    version = next_version(model_uri, requested)
+    if marker_uri:
+        storage.write_text(marker_uri, json.dumps({"model_dir": model_uri, "step": step, "version": version}, sort_keys=True))
+    return version, False
+
+
+def export(hp, task, model, model_uri: str | None, marker_uri: str | None = None, step: int | None = None) -> dict:
+    """Write the SavedModel, once per run. The chief passes the model directory and gets
+    `<dir>/<version>/`; other workers pass None and write to a temporary directory they delete.
+    A version that already holds saved_model.pb is never written again: skipped, and said so."""
     import tensorflow as tf
 
+    if model_uri is None:
+        module = tf.Module()
+        module.model = model
+        scratch = tempfile.mkdtemp(prefix="cloudml-export-")
+        try:
+            tf.saved_model.save(module, scratch, signatures={"serving_default": serving_function(task, model)})
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return {"version": None, "path": None}
+    version, ours = export_version(model_uri, hp.model_version, marker_uri, step)
+    path = storage.join(model_uri, str(version))
+    present = storage.list_children(path)
+    if SAVED_MODEL_FILE in present:
+        why = ("this run already exported it (restarted after the export)" if ours else
+               "it exists already (another run, or this run before a restart); not overwriting it")
+        print(f"cloudml_trainer: model version {version} at {path}: {why}", flush=True)
+        emit("export", version=version, path=path, skipped=True)
+        return {"version": version, "path": path, "skipped": True}
+    if present and not storage.is_s3(model_uri):
+        # A local version directory only appears by rename, complete; this one is something else.
+        raise FileExistsError(f"model version {version} in {model_uri} exists without {SAVED_MODEL_FILE}")
+    # (On S3, a version without saved_model.pb is an upload cut short — saved_model.pb goes last — and
+    # TF Serving never loaded it: upload again over it.)
     module = tf.Module()
     module.model = model
     signature = serving_function(task, model)
-    if model_uri is None:
-        scratch = tempfile.mkdtemp(prefix="cloudml-export-")
-        tf.saved_model.save(module, scratch, signatures={"serving_default": signature})
-        shutil.rmtree(scratch, ignore_errors=True)
-        return {"version": None, "path": None}
-    version = next_version(model_uri, hp.model_version)
     if storage.is_s3(model_uri):
         staging = tempfile.mkdtemp(prefix="cloudml-export-")
-        tf.saved_model.save(module, staging, signatures={"serving_default": signature})
-        storage.upload(staging, storage.join(model_uri, str(version)), last=[SAVED_MODEL_FILE])
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            tf.saved_model.save(module, staging, signatures={"serving_default": signature})
+            storage.upload(staging, path, last=[SAVED_MODEL_FILE])
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     else:
         os.makedirs(model_uri, exist_ok=True)
         # Written beside, then renamed: TF Serving skips non-integer names, so it never loads half a model.
         staging = os.path.join(model_uri, f".tmp-{version}-{os.getpid()}")
-        tf.saved_model.save(module, staging, signatures={"serving_default": signature})
-        os.rename(staging, os.path.join(model_uri, str(version)))
-    path = storage.join(model_uri, str(version))
+        try:
+            tf.saved_model.save(module, staging, signatures={"serving_default": signature})
+            os.rename(staging, path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     emit("export", version=version, path=path)
     return {"version": version, "path": path}
