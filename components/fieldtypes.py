@@ -17,6 +17,7 @@ DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _QUALIFIED_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NVIDIA_ENV_PREFIX = "NVIDIA_"
 _CPU = re.compile(r"(\d+(\.\d{1,3})?|\d+m)")
 _MEMORY = re.compile(r"\d+(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?")
 # A container image reference: [registry[:port]/]path[:tag][@sha256:digest]
@@ -73,6 +74,15 @@ def _check_env_name(value: str) -> str:
         raise problem("is not a valid environment variable name", "use letters, digits and '_', not starting with a digit")
     if value.startswith("CLOUDML_") or value == "TF_CONFIG":
         raise problem("is set by cloudml itself", "choose a name that does not start with CLOUDML_ and is not TF_CONFIG")
+    if value.startswith(_NVIDIA_ENV_PREFIX):
+        # The NVIDIA container runtime reads NVIDIA_VISIBLE_DEVICES (and its NVIDIA_* siblings) from
+        # the container's env: `all` would hand a pod every GPU of its node, past its nvidia.com/gpu
+        # request and the team's quota.
+        raise problem(
+            "is read by the NVIDIA container runtime to choose the GPUs and driver features a container gets",
+            "remove it; request GPUs with `gpus:` (gpusPerWorker for distributedTraining): the device plugin sets "
+            "NVIDIA_VISIBLE_DEVICES to the GPUs the pod was given",
+        )
     return value
 
 

@@ -2,8 +2,9 @@
 
 The platform exports these outputs; a team stack reads them through a StackReference, offline
 (`cloudml plan`, from the planned platform) and online (`pulumi up`) alike. `team_platform_problems`
-checks a team's workloads against them: the team exists, its GPU types are offered by a pool, and
-each pod fits on one node of such a pool.
+checks a team's workloads against them: the team exists, its GPU types are offered by a pool, each
+pod fits on one node of such a pool, and the pods a workload runs at once fit those pools at their
+max size.
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ from components.spec import (
     SHARED_VOLUME,
     TEAM_KEY,
     DevEnvironmentWorkload,
+    DistributedTrainingWorkload,
     ModelServiceWorkload,
+    SweepWorkload,
     TeamSpec,
+    WorkloadBase,
     concurrent_cpu_memory,
     concurrent_gpus,
     load_balancers,
     requested_gpus,
+    workload_ref,
 )
 
 # Stack output names; the platform exports them, the team reads them.
@@ -119,9 +124,15 @@ class PlatformView(_Output):
         """The most GPUs of this type one pod can get on a single node (0 when no pool has it)."""
         return max((p.gpus_per_node for p in self.gpu_pools.values() if p.gpu_type == gpu_type), default=0)
 
+    def pods_that_fit(self, gpu_type: str, gpus_per_pod: int) -> int:
+        """How many pods of `gpus_per_pod` GPUs of this type the pools hold at once at their max size
+        (a node of 4 GPUs holds one pod of 3)."""
+        return sum(p.max_nodes * (p.gpus_per_node // gpus_per_pod) for p in self.gpu_pools.values() if p.gpu_type == gpu_type)
+
 
 def team_platform_problems(team: TeamSpec, platform: PlatformView) -> list[ConfigProblem]:
-    """Cross-stack checks: is the team a tenant, and does every GPU request fit a pool?"""
+    """Cross-stack checks: is the team a tenant, does every GPU pod fit a node, do a workload's GPU pods
+    fit the pools at once, and the quotas, exposure and volumes the workloads need."""
     problems = []
     if team.name not in platform.teams:
         problems.append(ConfigProblem(
@@ -136,6 +147,7 @@ def team_platform_problems(team: TeamSpec, platform: PlatformView) -> list[Confi
         gpus = requested_gpus(workload)
         if gpus == 0:
             continue
+        ref = workload_ref(workload)
         gpu_type = workload.gpu_type or team.defaults.gpu_type
         field = "gpuType" if workload.gpu_type else None
         path = format_path(TEAM_KEY, ["workloads", i, field] if field else ["defaults", "gpuType"])
@@ -143,21 +155,61 @@ def team_platform_problems(team: TeamSpec, platform: PlatformView) -> list[Confi
         if per_node == 0:
             problems.append(ConfigProblem(
                 path if field else format_path(TEAM_KEY, ["workloads", i]) + " (via defaults.gpuType)",
-                f"GPU type {gpu_type} is offered by no GPU pool of {team.platform_stack}",
+                f"{ref} GPU type {gpu_type} is offered by no GPU pool of {team.platform_stack}",
                 f"use one of: {', '.join(offered) or 'none (the platform has no GPU pools)'}",
                 display_value(gpu_type),
             ))
         elif gpus > per_node:
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, ["workloads", i, "gpusPerWorker" if workload.kind == "distributedTraining" else "gpus"]),
-                f"asks for {gpus} GPUs in one pod, but the largest {gpu_type} node has {per_node}",
+                f"{ref} asks for {gpus} GPUs in one pod, but the largest {gpu_type} node has {per_node}",
                 f"request {per_node} or fewer GPUs per pod, or add a pool with larger {gpu_type} nodes to the platform",
                 display_value(gpus),
             ))
+        else:
+            problems += _capacity_problems(team, platform, i, workload, gpu_type, gpus)
     problems += _quota_problems(team, platform)
     problems += _exposure_problems(team, platform)
     problems += _storage_problems(team, platform)
     return problems
+
+
+def _capacity_problems(team: TeamSpec, platform: PlatformView, i: int, workload: WorkloadBase, gpu_type: str,
+                       gpus: int) -> list[ConfigProblem]:
+    """A workload whose GPU pods can never all run at once on the pools of their GPU type, even at
+    their max size. JobSet has no gang scheduling: the workers that start hold their GPUs and wait
+    for the rest forever. A service's rollout (one extra pod) would never finish; a sweep's
+    parallelism beyond it only pretends."""
+    pods = concurrent_gpus(workload) // gpus
+    fit = platform.pods_that_fit(gpu_type, gpus)
+    if pods <= fit:
+        return []
+    if isinstance(workload, DistributedTrainingWorkload):
+        field, value = "workers", workload.workers
+        consequence = ("JobSet does not gang-schedule, so the pods that start would hold their GPUs while the "
+                       "others stay Pending and the job never runs")
+        fix = f"use {fit} or fewer GPU pods (chief, workers, evaluator), or fewer GPUs per worker"
+    elif isinstance(workload, ModelServiceWorkload):
+        field = ["autoscale", "maxReplicas"] if workload.autoscale else "replicas"
+        value = workload.max_pods
+        consequence = "the pods beyond that would stay Pending, and a rollout's extra pod could never start"
+        fix = (f"use {fit - 1} or fewer replicas (a rollout starts one pod more)" if fit > 1
+               else "a rollout starts one pod more than the replicas, so the pools must hold 2 or more")
+    elif isinstance(workload, SweepWorkload):
+        field, value = "parallelism", workload.parallelism
+        consequence = "the trials beyond that would only wait as Pending pods"
+        fix = f"set parallelism to {fit} or less"
+    else:  # one pod: only a platform whose pools of that type have no nodes at their max size
+        field, value = "gpus", gpus
+        consequence = "the pod would stay Pending"
+        fix = "use another GPU type"
+    return [ConfigProblem(
+        format_path(TEAM_KEY, ["workloads", i, *([field] if isinstance(field, str) else field)]),
+        f"{workload_ref(workload)} runs {pods} pods of {gpus} {gpu_type} GPU(s) at once, but the {gpu_type} pools "
+        f"of {team.platform_stack} hold at most {fit} such pods at their max size; {consequence}",
+        f"{fix}, or ask the platform team to raise the max of the {gpu_type} pools",
+        display_value(value),
+    )]
 
 
 @dataclass(frozen=True)
@@ -246,7 +298,8 @@ def _exposure_problems(team: TeamSpec, platform: PlatformView) -> list[ConfigPro
             if not offer.allow_internet_facing:
                 problems.append(ConfigProblem(
                     format_path(TEAM_KEY, ["workloads", i, "expose"]),
-                    f"asks for an internet-facing load balancer, which platform stack {team.platform_stack} does not allow",
+                    f"{workload_ref(workload)} asks for an internet-facing load balancer, which platform stack "
+                    f"{team.platform_stack} does not allow",
                     "use expose: internal (reachable in the VPC), or ask the platform team to set "
                     "cloudml:platform.loadBalancing.allowInternetFacing",
                     display_value(workload.expose),
@@ -257,14 +310,16 @@ def _exposure_problems(team: TeamSpec, platform: PlatformView) -> list[ConfigPro
                     if not any(cidr.subnet_of(a) for a in allowed):
                         problems.append(ConfigProblem(
                             format_path(TEAM_KEY, ["workloads", i, "sourceCidrs", j]),
-                            "is outside the CIDRs the platform lets internet-facing load balancers accept",
+                            f"{workload_ref(workload)} is outside the CIDRs the platform lets internet-facing load "
+                            "balancers accept",
                             f"use CIDRs inside {', '.join(offer.internet_facing_cidrs)}",
                             display_value(str(cidr)),
                         ))
         if isinstance(workload, ModelServiceWorkload) and workload.autoscale and not platform.prometheus_url:
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, ["workloads", i, "autoscale"]),
-                f"needs Prometheus, and platform stack {team.platform_stack} exports no prometheusUrl (monitoring is not deployed)",
+                f"{workload_ref(workload)} needs Prometheus, and platform stack {team.platform_stack} exports no "
+                "prometheusUrl (monitoring is not deployed)",
                 "use a fixed replicas count until the platform runs monitoring",
             ))
     return problems
@@ -279,7 +334,7 @@ def _storage_problems(team: TeamSpec, platform: PlatformView) -> list[ConfigProb
             if tenancy is not None and mount.source not in offered:
                 problems.append(ConfigProblem(
                     format_path(TEAM_KEY, ["workloads", i, "volumes", j, "source"]),
-                    f"is a volume platform stack {team.platform_stack} does not provide"
+                    f"{workload_ref(workload)} is a volume platform stack {team.platform_stack} does not provide"
                     + (" (its sharedFilesystem is none)" if mount.source == SHARED_VOLUME else ""),
                     f"use one of: {', '.join(sorted(offered)) or 'none'}",
                     display_value(mount.source),
@@ -288,7 +343,8 @@ def _storage_problems(team: TeamSpec, platform: PlatformView) -> list[ConfigProb
         if tenancy is not None and needed and needed not in offered:
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, ["workloads", i, "kind"]),
-                f"reads the team's {needed} bucket through the platform's `{needed}` volume, which platform stack "
+                f"{workload_ref(workload)} reads the team's {needed} bucket through the platform's `{needed}` "
+                "volume, which platform stack "
                 f"{team.platform_stack} does not provide",
                 "run `pulumi up` on the platform stack with this version of cloudml first",
                 display_value(workload.kind),
@@ -296,7 +352,8 @@ def _storage_problems(team: TeamSpec, platform: PlatformView) -> list[ConfigProb
         if isinstance(workload, DevEnvironmentWorkload) and not platform.shared_storage_class:
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, ["workloads", i, "kind"]),
-                f"needs a persistent home volume, and platform stack {team.platform_stack} has no shared file system",
+                f"{workload_ref(workload)} needs a persistent home volume, and platform stack {team.platform_stack} "
+                "has no shared file system",
                 "ask the platform team to set cloudml:platform.storage.sharedFilesystem: efs",
                 display_value(workload.kind),
             ))

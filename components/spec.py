@@ -10,6 +10,7 @@ stack (unique names, references, quota against capacity) run after the field che
 from __future__ import annotations
 
 import math
+import re
 from ipaddress import IPv4Network
 from typing import Annotated, Any, Literal, Union
 
@@ -339,9 +340,14 @@ def team_namespace(team: str) -> str:
 
 # Stock images a workload uses when neither it nor the team's defaults name one (pinned, GPU builds).
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.18.0-gpu"
-DEFAULT_DEV_IMAGE = "tensorflow/tensorflow:2.18.0-gpu-jupyter"
+DEFAULT_DEV_IMAGE = "tensorflow/tensorflow:2.20.0-gpu-jupyter"
 # Indexed Job completions above this make the trials ConfigMap and the Job unwieldy (and costly).
 MAX_SWEEP_TRIALS = 500
+# Kubernetes keeps at most 1 MiB (1,048,576 bytes) of data in a ConfigMap; the rest of the object
+# (metadata, labels) needs room too.
+MAX_SWEEP_CONFIG_BYTES = 1_000_000
+# A dev environment stops after this long even if it never goes idle (its Job's activeDeadlineSeconds).
+DEFAULT_MAX_SESSION_SECONDS = 24 * 3600
 # Data a pod may mount: the team's shared EFS volume (read-write), or its own prefix of a platform
 # bucket, read-only through Mountpoint for S3 with the team's own IAM role.
 SHARED_VOLUME = "shared"
@@ -603,8 +609,12 @@ class ModelServiceWorkload(WorkloadBase):
         validate_default=True,
         description="Version labels (e.g. stable: 3, canary: 4); the service serves exactly these versions.",
     )
-    replicas: PositiveCount = Field(1, le=100, description="Replicas when autoscale is not set.")
-    autoscale: AutoscaleSpec | None = Field(None, description="Scale on GPU utilization with KEDA (replaces replicas).")
+    replicas: PositiveCount = Field(1, le=100, description="Replicas when autoscale is not set (not with autoscale).")
+    autoscale: AutoscaleSpec | None = Field(
+        None,
+        description="Scale with KEDA (replaces replicas): on GPU utilization, and on requestsPerSecond or scaleToZero's "
+        "query. A service without GPUs needs requestsPerSecond or scaleToZero.",
+    )
     batching: BatchingSpec | None = Field(None, description="Server-side batching. Default: off.")
     expose: Literal["cluster", "internal", "internet"] = Field(
         "cluster",
@@ -620,13 +630,6 @@ class ModelServiceWorkload(WorkloadBase):
     def _labels_or_version(cls, value: dict, info: ValidationInfo) -> dict:
         if value and info.data.get("version") is not None:
             raise problem("is set together with version", "pin one version with version, or serve labelled versions with versionLabels")
-        return value
-
-    @field_validator("autoscale")
-    @classmethod
-    def _autoscale_or_replicas(cls, value: AutoscaleSpec | None, info: ValidationInfo) -> AutoscaleSpec | None:
-        if value is not None and info.data.get("replicas", 1) != 1:
-            raise problem("is set together with replicas", "remove replicas; autoscale.minReplicas and maxReplicas decide")
         return value
 
     @field_validator("source_cidrs")
@@ -647,14 +650,64 @@ class ModelServiceWorkload(WorkloadBase):
 
 
 class DevEnvironmentWorkload(WorkloadBase):
-    """JupyterLab + TensorBoard for one person, stopped when idle so its GPU goes back to the pool."""
+    """JupyterLab + TensorBoard for one person, stopped when idle so its GPU goes back to the pool. The container
+    always runs JupyterLab with cloudml's idle shutdown (no `command` of its own; `args` add JupyterLab options other
+    than the ones cloudml sets), and maxSessionDuration ends even a session that never goes idle."""
 
     kind: Literal["devEnvironment"]
     idle_timeout: Duration = Field(7200, description="Stop the environment after it has been idle this long (default 2h).")
+    max_session_duration: Duration = Field(
+        DEFAULT_MAX_SESSION_SECONDS,
+        description="Stop the environment after it has run this long, idle or not (the Job's activeDeadlineSeconds). "
+        "Default 24h: a kernel kept busy or a program left running in a terminal never counts as idle, and without "
+        "this backstop it would hold its GPUs for days; a working day fits. The home volume stays; "
+        "`pulumi up --refresh` starts a new session.",
+    )
     home_size: StorageQuantity = Field("50Gi", description="Size of the persistent home volume (counts against the storage quota).")
     expose: Literal["portForward", "internal"] = Field(
         "portForward", description="portForward: reach it with `kubectl port-forward`. internal: an internal NLB in the VPC."
     )
+
+    @field_validator("command")
+    @classmethod
+    def _always_jupyter(cls, value: list[str]) -> list[str]:
+        if value:
+            raise problem(
+                "would replace JupyterLab and its idle shutdown, so the environment and its GPUs would never be "
+                "released when idle",
+                "remove command; add JupyterLab options with args, and install or start tools with preCommands",
+            )
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _keep_cloudml_jupyter_options(cls, value: list[str]) -> list[str]:
+        overriding = [a for a in value if _overrides_jupyter_setting(a)]
+        if overriding:
+            names = ", ".join(dict.fromkeys(a.split("=", 1)[0] for a in overriding))
+            raise problem(
+                f"{names} would override what cloudml sets for JupyterLab (idle shutdown and culling, the access "
+                "token and authentication, the address and port, config files)",
+                "remove them; set idleTimeout and maxSessionDuration for when the environment stops",
+            )
+        return value
+
+
+# The JupyterLab settings a devEnvironment's args may not touch (by trait name, whatever the class:
+# traitlets lets a subclass's section, AsyncMappingKernelManager's say, override the one cloudml sets).
+_JUPYTER_CLOUDML_TRAITS = frozenset({
+    "shutdown_no_activity_timeout", "ip", "port", "sock", "token", "password", "hashed_password", "config", "config_file",
+    # Classes that do the culling and the authentication.
+    "kernel_manager_class", "identity_provider_class", "authorizer_class", "login_handler_class",
+})
+
+
+def _overrides_jupyter_setting(arg: str) -> bool:
+    """Whether a command-line arg (`--Class.trait=value`, `--alias value`) sets a trait cloudml sets."""
+    if not arg.startswith("-"):
+        return False
+    trait = arg.lstrip("-").split("=", 1)[0].rsplit(".", 1)[-1]
+    return trait.startswith("cull") or trait in _JUPYTER_CLOUDML_TRAITS
 
 
 SweepValue = Union[Annotated[int, pydantic.Strict()], Annotated[float, pydantic.Strict()], str, bool]
@@ -671,7 +724,9 @@ class SweepWorkload(WorkloadBase):
     trials: PositiveCount | None = Field(
         None, le=MAX_SWEEP_TRIALS, validate_default=True, description="Trials for random search (grid: the number of combinations)."
     )
-    seed: StrictInt = Field(0, ge=0, description="Seed of the random search (the same seed draws the same trials).")
+    seed: StrictInt = Field(
+        0, ge=0, description="Seed of the random search (the same seed draws the same trials); random only."
+    )
     parallelism: PositiveCount = Field(1, description="Trials run at the same time (at most the number of trials).")
     retries_per_trial: StrictInt = Field(1, ge=0, le=10, description="Retries of a failed trial (backoffLimitPerIndex).")
     max_failed_trials: Count = Field(
@@ -685,6 +740,15 @@ class SweepWorkload(WorkloadBase):
         bad = sorted(name for name, values in value.items() if any(isinstance(v, float) and not math.isfinite(v) for v in values))
         if bad:
             raise problem(f"{', '.join(bad)} list a NaN or infinite value", "use finite numbers (or strings such as \"inf\")")
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_only_for_random(cls, value: int, info: ValidationInfo) -> int:
+        # Runs only when the config gives seed (pydantic does not validate defaults).
+        if info.data.get("algorithm") == "grid":
+            raise problem("is only used by random search (a grid runs every combination, in order)",
+                          "remove seed, or set algorithm: random")
         return value
 
     @field_validator("trials")
@@ -743,6 +807,25 @@ class BucketPath(Model):
     path: SubPath = Field(description="Path under the team's prefix, e.g. scoring/incoming.")
 
 
+class PredictionOutput(BucketPath):
+    """Where batch predictions go: a path under the team's own prefix of a platform bucket other than models."""
+
+    bucket: Literal["datasets", "checkpoints", "logs"] = Field(
+        "datasets", description="Which platform bucket (not models: that is what model services serve)."
+    )
+
+    @field_validator("bucket", mode="before")
+    @classmethod
+    def _not_into_served_models(cls, value: object) -> object:
+        if value == "models":
+            raise problem(
+                "is where model services and batch predictions load model versions from; predictions written there "
+                "would mix with the served models",
+                "write predictions to the datasets bucket (the default) or the logs bucket",
+            )
+        return value
+
+
 class BatchPredictionWorkload(WorkloadBase):
     """Batch inference: the trainer image's predict mode over an S3 prefix, once or on a schedule."""
 
@@ -750,7 +833,9 @@ class BatchPredictionWorkload(WorkloadBase):
     model: ModelName = Field(description="Model to predict with: the model of a training or distributedTraining workload, or a modelService's model.")
     model_version: PositiveCount | None = Field(None, description="Model version. Default: the highest version at start.")
     input: BucketPath = Field(description="Where the input records are: a path under the team's prefix of a platform bucket.")
-    output: BucketPath = Field(description="Where the predictions go: a path under the team's prefix of a platform bucket.")
+    output: PredictionOutput = Field(
+        description="Where the predictions go: a path under the team's prefix of a platform bucket (not models)."
+    )
     schedule: CronSchedule | None = Field(None, description="Cron schedule; makes the Job a CronJob (concurrencyPolicy Forbid).")
     backoff_limit: StrictInt = Field(2, ge=0, le=100, description="Pod retries before the Job fails.")
     active_deadline: Duration | None = Field(None, description="Give up after this long. Default: no deadline.")
@@ -936,16 +1021,22 @@ def platform_warnings(spec: PlatformSpec) -> list[str]:
     return warnings
 
 
+def workload_ref(workload: WorkloadBase) -> str:
+    """How a stack-wide problem names the workload its path points at: `(workload resnet-nightly)`."""
+    return f"(workload {workload.name})"
+
+
 def team_problems(spec: TeamSpec) -> list[ConfigProblem]:
     """Rules over the whole team stack that need no platform."""
     problems = []
     first_index: dict[str, int] = {}
     for i, workload in enumerate(spec.workloads):
         path = ["workloads", i]
+        ref = workload_ref(workload)
         if workload.name in first_index:
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, [*path, "name"]),
-                f"is already the name of workloads[{first_index[workload.name]}]",
+                f"{ref} is already the name of workloads[{first_index[workload.name]}]",
                 "give every workload its own name",
                 display_value(workload.name),
             ))
@@ -954,7 +1045,7 @@ def team_problems(spec: TeamSpec) -> list[ConfigProblem]:
             # `app.kubernetes.io/instance: <team>-<workload>` is a label value, at most 63 characters.
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, [*path, "name"]),
-                f"with team name {spec.name} makes the instance label {len(spec.name) + 1 + len(workload.name)} "
+                f"{ref} with team name {spec.name} makes the instance label {len(spec.name) + 1 + len(workload.name)} "
                 "characters long; Kubernetes allows 63",
                 f"shorten it to {62 - len(spec.name)} characters or fewer",
                 display_value(workload.name),
@@ -962,48 +1053,48 @@ def team_problems(spec: TeamSpec) -> list[ConfigProblem]:
         if workload.image is None and spec.defaults.image is None and workload.kind not in OWN_DEFAULT_IMAGE_KINDS:
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, [*path, "image"]),
-                "is not set and there is no defaults.image",
+                f"{ref} is not set and there is no defaults.image",
                 "set image on the workload or defaults.image for the stack",
             ))
         if requested_gpus(workload) == 0 and workload.gpu_type is not None:
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, [*path, "gpuType"]),
-                "is set, but the workload asks for no GPUs",
+                f"{ref} is set, but the workload asks for no GPUs",
                 "remove gpuType, or ask for GPUs (gpus, or gpusPerWorker for distributedTraining)",
                 display_value(workload.gpu_type),
             ))
         if requested_gpus(workload) > 0 and workload.gpu_type is None and spec.defaults.gpu_type is None:
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, [*path, "gpuType"]),
-                "is not set and there is no defaults.gpuType, but the workload asks for GPUs",
+                f"{ref} is not set and there is no defaults.gpuType, but the workload asks for GPUs",
                 "set gpuType on the workload (e.g. a10g) or defaults.gpuType for the stack",
             ))
-        for name, ref in workload.secret_env.items():
-            keys = spec.secrets.get(ref.secret)
+        for name, secret_ref in workload.secret_env.items():
+            keys = spec.secrets.get(secret_ref.secret)
             if keys is None:
                 problems.append(ConfigProblem(
                     format_path(TEAM_KEY, [*path, "secretEnv", name, "secret"]),
-                    "names no secret of this stack",
+                    f"{ref} names no secret of this stack",
                     f"add it under cloudml:team.secrets, or use one of: {', '.join(sorted(spec.secrets)) or '(none defined)'}",
-                    display_value(ref.secret),
+                    display_value(secret_ref.secret),
                 ))
-            elif ref.key not in keys:
+            elif secret_ref.key not in keys:
                 problems.append(ConfigProblem(
                     format_path(TEAM_KEY, [*path, "secretEnv", name, "key"]),
-                    f"is not a key of secret {ref.secret}",
+                    f"{ref} is not a key of secret {secret_ref.secret}",
                     f"use one of: {', '.join(sorted(keys))}, or add the key to the secret",
-                    display_value(ref.key),
+                    display_value(secret_ref.key),
                 ))
         if (workload.pre_commands or workload.post_commands) and not workload.command and workload.kind in COMMAND_REQUIRED_KINDS:
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, [*path, "command"]),
-                "is not set, but preCommands/postCommands wrap the main command",
+                f"{ref} is not set, but preCommands/postCommands wrap the main command",
                 "set command (the image's entrypoint and its arguments), or remove preCommands and postCommands",
             ))
         for name in sorted(KIND_RESERVED_ENV.get(workload.kind, frozenset()) & (set(workload.env) | set(workload.secret_env))):
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, [*path, "env" if name in workload.env else "secretEnv", name]),
-                f"is set by cloudml for a {workload.kind}",
+                f"{ref} is set by cloudml for a {workload.kind}",
                 "remove it (the access token comes from the generated Secret, HOME is the home volume)",
             ))
         reserved_path = KIND_RESERVED_PATHS.get(workload.kind)
@@ -1016,17 +1107,21 @@ def team_problems(spec: TeamSpec) -> list[ConfigProblem]:
             if hides or inside_read_only:
                 problems.append(ConfigProblem(
                     format_path(TEAM_KEY, [*path, "volumes", j, "mountPath"]),
-                    f"overlaps {reserved_path}, where a {workload.kind} mounts its own volume",
+                    f"{ref} overlaps {reserved_path}, where a {workload.kind} mounts its own volume",
                     f"mount it elsewhere, outside {reserved_path}",
                     display_value(mount.mount_path),
                 ))
         if isinstance(workload, TensorboardWorkload) and workload.gpus:
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, [*path, "gpus"]),
-                "is more than 0, but TensorBoard does not use GPUs",
+                f"{ref} is more than 0, but TensorBoard does not use GPUs",
                 "remove gpus from the tensorboard workload",
                 display_value(workload.gpus),
             ))
+        if isinstance(workload, ModelServiceWorkload):
+            problems += _model_service_problems(workload, path)
+        if isinstance(workload, SweepWorkload):
+            problems += _sweep_size_problems(workload, path)
     for i, workload in enumerate(spec.workloads):
         if isinstance(workload, DevEnvironmentWorkload) and token_secret_name(workload.name) in spec.secrets:
             problems.append(ConfigProblem(
@@ -1040,17 +1135,121 @@ def team_problems(spec: TeamSpec) -> list[ConfigProblem]:
         if isinstance(workload, TensorboardWorkload) and kinds.get(workload.logs_from) not in TRAINING_LIKE_KINDS:
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, ["workloads", i, "logsFrom"]),
-                "names no training, distributedTraining or sweep workload of this stack",
+                f"{workload_ref(workload)} names no training, distributedTraining or sweep workload of this stack",
                 f"use one of: {', '.join(n for n, k in kinds.items() if k in TRAINING_LIKE_KINDS) or '(none defined)'}",
                 display_value(workload.logs_from),
             ))
         if isinstance(workload, BatchPredictionWorkload) and workload.model not in models:
             problems.append(ConfigProblem(
                 format_path(TEAM_KEY, ["workloads", i, "model"]),
-                "is a model no training, distributedTraining or modelService workload of this stack names",
+                f"{workload_ref(workload)} is a model no training, distributedTraining or modelService workload of "
+                "this stack names",
                 f"use one of: {', '.join(sorted(models)) or '(none defined)'}",
                 display_value(workload.model),
             ))
+    problems += _name_collision_problems(spec)
+    return problems
+
+
+def _model_service_problems(workload: ModelServiceWorkload, path: list) -> list[ConfigProblem]:
+    """Keys a model service would silently ignore, and autoscaling with nothing to scale on."""
+    problems = []
+    ref = workload_ref(workload)
+    autoscale = workload.autoscale
+    if autoscale is not None and "replicas" in workload.model_fields_set:
+        problems.append(ConfigProblem(
+            format_path(TEAM_KEY, [*path, "replicas"]),
+            f"{ref} is set together with autoscale, which decides the replicas",
+            "remove replicas; autoscale.minReplicas and maxReplicas decide",
+            display_value(workload.replicas),
+        ))
+    if autoscale is not None and workload.gpus == 0:
+        if autoscale.requests_per_second is None and autoscale.scale_to_zero is None:
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, [*path, "autoscale"]),
+                f"{ref} would scale on GPU utilization, but the service has no GPUs: it would stay at minReplicas",
+                "set autoscale.requestsPerSecond (requests per second per replica) or autoscale.scaleToZero, "
+                "or give the service gpus",
+            ))
+        if "gpu_utilization" in autoscale.model_fields_set:
+            problems.append(ConfigProblem(
+                format_path(TEAM_KEY, [*path, "autoscale", "gpuUtilization"]),
+                f"{ref} is set, but the service has no GPUs to measure",
+                "remove gpuUtilization, or give the service gpus",
+                display_value(autoscale.gpu_utilization),
+            ))
+    return problems
+
+
+def _sweep_size_problems(workload: SweepWorkload, path: list) -> list[ConfigProblem]:
+    # The trials are computed where they are rendered; imported here, since that module imports this one.
+    from components.workloads.sweep import trials_config_bytes
+
+    size = trials_config_bytes(workload)
+    if size <= MAX_SWEEP_CONFIG_BYTES:
+        return []
+    return [ConfigProblem(
+        format_path(TEAM_KEY, [*path, "parameters"]),
+        f"{workload_ref(workload)} makes {size:,} bytes of trial parameters for its ConfigMap "
+        f"{trials_config_map_name(workload.name)}; Kubernetes keeps at most 1 MiB in one ConfigMap "
+        f"(cloudml allows {MAX_SWEEP_CONFIG_BYTES:,} bytes)",
+        "run fewer trials (fewer values, or a lower trials count) or shorten the parameter names and values",
+    )]
+
+
+def generated_objects(workload: WorkloadBase) -> set[tuple[str, str]]:
+    """(Kubernetes kind, name) of every object the workload puts in the namespace with a name cloudml
+    decides: its own objects and the ones its controllers make (JobSet's Jobs and headless Service,
+    the devEnvironment's token Secret). Names with generated suffixes (pods, ReplicaSets, a CronJob's
+    Jobs `<name>-<minutes>`) are left out; `_name_collision_problems` checks the CronJob's runs."""
+    name = workload.name
+    if isinstance(workload, (TrainingWorkload, BatchPredictionWorkload)):
+        return {("CronJob" if workload.schedule else "Job", name)}
+    if isinstance(workload, DistributedTrainingWorkload):
+        return {("JobSet", name), ("Service", name), *(("Job", jobset_job_name(name, task)) for task in workload.replicas)}
+    if isinstance(workload, ModelServiceWorkload):
+        objects = {("ConfigMap", serving_config_map_name(name)), ("Deployment", name), ("Service", name),
+                   ("PodDisruptionBudget", name)}
+        return objects | ({("ScaledObject", name)} if workload.autoscale else set())
+    if isinstance(workload, DevEnvironmentWorkload):
+        return {("PersistentVolumeClaim", home_claim_name(name)), ("Job", name), ("Service", name),
+                ("Secret", token_secret_name(name))}
+    if isinstance(workload, SweepWorkload):
+        return {("ConfigMap", trials_config_map_name(name)), ("Job", name)}
+    return {("Deployment", name), ("Service", name)}  # tensorboard
+
+
+def _cronjob_runs(workload: WorkloadBase) -> re.Pattern | None:
+    """A CronJob names each run's Job `<cronjob>-<scheduled time in minutes since 1970>`: 8 digits
+    from 1989 to 2160, so `resnet-2` beside a CronJob `resnet` is no collision."""
+    if getattr(workload, "schedule", None):
+        return re.compile(re.escape(workload.name) + r"-\d{8}")
+    return None
+
+
+def _name_collision_problems(spec: TeamSpec) -> list[ConfigProblem]:
+    """Two workloads must not make an object of the same kind and name: the second would replace the
+    first, or fail to be created (a training `dist-worker-0` beside distributedTraining `dist`)."""
+    problems = []
+    objects = [generated_objects(w) for w in spec.workloads]
+    for j, later in enumerate(spec.workloads):
+        for i, earlier in enumerate(spec.workloads[:j]):
+            if earlier.name == later.name:
+                continue  # reported as a duplicate name
+            shared = sorted(objects[i] & objects[j])
+            for first, second in ((earlier, objects[j]), (later, objects[i])):
+                runs = _cronjob_runs(first)
+                if runs is not None:
+                    shared += sorted(("Job", n) for kind, n in second if kind == "Job" and runs.fullmatch(n))
+            if shared:
+                described = ", ".join(f"{kind} {name}" for kind, name in dict.fromkeys(shared))
+                problems.append(ConfigProblem(
+                    format_path(TEAM_KEY, ["workloads", j, "name"]),
+                    f"{workload_ref(later)} and workload {earlier.name} (workloads[{i}]) would both make {described}; "
+                    "one would replace the other or fail to be created",
+                    f"rename workload {later.name} or {earlier.name}",
+                    display_value(later.name),
+                ))
     return problems
 
 
@@ -1063,6 +1262,26 @@ KIND_RESERVED_PATHS = {"devEnvironment": "/home/cloudml", "tensorboard": "/logs"
 def token_secret_name(workload: str) -> str:
     """The Secret holding a devEnvironment's generated access token (made by the Team component)."""
     return f"{workload}-token"
+
+
+def home_claim_name(workload: str) -> str:
+    """A devEnvironment's home PersistentVolumeClaim."""
+    return f"{workload}-home"
+
+
+def serving_config_map_name(workload: str) -> str:
+    """A modelService's ConfigMap of TensorFlow Serving config files."""
+    return f"{workload}-serving"
+
+
+def trials_config_map_name(workload: str) -> str:
+    """A sweep's ConfigMap of trial parameters."""
+    return f"{workload}-trials"
+
+
+def jobset_job_name(jobset: str, replicated_job: str) -> str:
+    """The Job JobSet makes for a replicated job (cloudml renders one Job per replicated job: index 0)."""
+    return f"{jobset}-{replicated_job}-0"
 
 
 # Kinds whose container command is the user's (the others run a command cloudml knows).

@@ -83,17 +83,17 @@ def test_plan_team_exits_zero_quietly(vision):
 
 def test_plan_prints_the_resource_tree(vision):
     """stdout shows the Team component and, under it, each workload ConfigGroup with the objects it holds,
-    the generated token and its Secret, the provider and the platform reference."""
+    the generated token and its Secret, the retained home claim, the provider and the platform reference."""
     result, _ = vision
     lines = result.stdout.splitlines()
     assert lines[:3] == [
         "Plan for stack team-vision (team): what `pulumi preview` would create, computed offline under mocks",
         "stack team-vision",
-        "└── cloudml:team:Team vision (13 resources)",
+        "└── cloudml:team:Team vision (14 resources)",
     ]
     for line in [
-        "    ├── kubernetes:yaml/v2:ConfigGroup vision-alice (3 Kubernetes objects: PersistentVolumeClaim/alice-home, "
-        "Job/alice, Service/alice)",
+        "    ├── kubernetes:yaml/v2:ConfigGroup vision-alice (2 Kubernetes objects: Job/alice, Service/alice)",
+        "    ├── kubernetes:core/v1:PersistentVolumeClaim vision-alice-home",
         "    ├── kubernetes:yaml/v2:ConfigGroup vision-data-prep (1 Kubernetes object: Job/data-prep)",
         "    ├── kubernetes:jobset.x-k8s.io/v1alpha2:JobSet vision-resnet-dist",
         "    ├── kubernetes:yaml/v2:ConfigGroup vision-resnet-lr (2 Kubernetes objects: ConfigMap/resnet-lr-trials, "
@@ -103,7 +103,7 @@ def test_plan_prints_the_resource_tree(vision):
         "    ├── pulumi:providers:kubernetes vision-k8s",
         "    ├── pulumi:pulumi:StackReference vision-platform (read)",
         "    └── random:index/randomPassword:RandomPassword vision-alice-token",
-        "14 resources; 18 Kubernetes objects (2 ConfigMap, 2 CronJob, 2 Deployment, 4 Job, 1 JobSet, "
+        "15 resources; 18 Kubernetes objects (2 ConfigMap, 2 CronJob, 2 Deployment, 4 Job, 1 JobSet, "
         "1 PersistentVolumeClaim, 1 PodDisruptionBudget, 1 ScaledObject, 1 Secret, 3 Service)",
     ]:
         # rich wraps a line longer than the console after a space: compare with the wraps undone too.
@@ -146,7 +146,8 @@ def test_plan_json_is_valid_and_sorted_by_urn(vision):
 
 def test_one_manifest_per_workload_config_group(vision):
     """manifests/ holds `<team>-<workload>.yaml` for each ConfigGroup with that workload's objects (named after
-    it, in the team namespace, labelled with the team), and `<team>.yaml` for the Team's own Secrets."""
+    it, in the team namespace, labelled with the team), and `<team>.yaml` for the Team's own resources (the
+    generated token's Secret, the retained home claim)."""
     _, out = vision
     manifests = out / "team-vision" / "manifests"
     assert {p.name for p in manifests.iterdir()} == VISION_MANIFESTS
@@ -157,8 +158,8 @@ def test_one_manifest_per_workload_config_group(vision):
             assert obj["metadata"]["name"].startswith(workload) and obj["metadata"]["namespace"] == "team-vision"
             assert obj["metadata"]["labels"]["cloudml.io/team"] == "vision"
     team_objects = list(yaml.safe_load_all((manifests / "vision.yaml").read_text(encoding="utf-8")))
-    assert [(o["kind"], o["metadata"]["name"], o["stringData"]) for o in team_objects] == [
-        ("Secret", "alice-token", {"token": "[secret]"})]
+    assert [(o["kind"], o["metadata"]["name"], o.get("stringData")) for o in team_objects] == [
+        ("PersistentVolumeClaim", "alice-home", None), ("Secret", "alice-token", {"token": "[secret]"})]
 
 
 def test_two_runs_write_byte_identical_output(vision, tmp_path):
@@ -166,7 +167,7 @@ def test_two_runs_write_byte_identical_output(vision, tmp_path):
     _, first = vision
     completed = cloudml_subprocess("team-vision", "--stacks-dir", "stacks", "--out", tmp_path)
     assert completed.returncode == 0, completed.stderr
-    assert "└── cloudml:team:Team vision (13 resources)" in completed.stdout
+    assert "└── cloudml:team:Team vision (14 resources)" in completed.stdout
     first_files, second_files = files_of(first / "team-vision"), files_of(tmp_path / "team-vision")
     assert set(second_files) == {"plan.json", *(f"manifests/{f}" for f in VISION_MANIFESTS)}
     assert second_files == first_files
@@ -259,14 +260,16 @@ INVALID = {
     ),
     "team-unoffered-gpu": (
         lambda t: t["workloads"][0].update(gpuType="h100"),
-        ['cloudml:team.workloads[0].gpuType: GPU type h100 is offered by no GPU pool of '
+        ['cloudml:team.workloads[0].gpuType: (workload resnet-baseline) GPU type h100 is offered by no GPU pool of '
          'organization/cloudml/platform-dev (got "h100"). Fix: use one of: a10g, l4'],
     ),
     "team-unoffered-default-gpu": (
         lambda t: t["defaults"].update(gpuType="t4"),
         # Every workload that asks for GPUs without its own gpuType (data-prep, nightly-scores and resnet-tb do not).
-        [f'cloudml:team.workloads[{i}] (via defaults.gpuType): GPU type t4 is offered by no GPU pool of '
-         'organization/cloudml/platform-dev (got "t4"). Fix: use one of: a10g, l4' for i in (0, 1, 3, 4, 5, 6)],
+        [f'cloudml:team.workloads[{i}] (via defaults.gpuType): (workload {name}) GPU type t4 is offered by no GPU pool of '
+         'organization/cloudml/platform-dev (got "t4"). Fix: use one of: a10g, l4'
+         for i, name in ((0, "resnet-baseline"), (1, "resnet-nightly"), (3, "resnet-dist"), (4, "resnet"), (5, "alice"),
+                         (6, "resnet-lr"))],
     ),
     "team-too-many-gpus": (
         lambda t: t["workloads"][1].update(gpus=8),
@@ -275,7 +278,7 @@ INVALID = {
          "resnet 4, alice 1, resnet-lr 2), more than the team's quota of 16; the namespace's ResourceQuota would "
          "refuse what goes beyond it (got 20). Fix: lower gpus, replicas, parallelism or worker counts, or ask the platform team to raise "
          "the quota (cloudml:platform.teams.vision.gpuQuota)",
-         "cloudml:team.workloads[1].gpus: asks for 8 GPUs in one pod, but the largest a10g node has 4 (got 8). "
+         "cloudml:team.workloads[1].gpus: (workload resnet-nightly) asks for 8 GPUs in one pod, but the largest a10g node has 4 (got 8). "
          "Fix: request 4 or fewer GPUs per pod, or add a pool with larger a10g nodes to the platform"],
     ),
 }

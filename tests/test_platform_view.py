@@ -48,7 +48,7 @@ def test_workloads_well_under_the_quota_get_no_warning():
 
 def test_internet_facing_service_on_a_platform_that_forbids_it():
     assert check({**SERVE, "expose": "internet", "sourceCidrs": ["203.0.113.0/24"]}) == [
-        'cloudml:team.workloads[0].expose: asks for an internet-facing load balancer, which platform stack '
+        'cloudml:team.workloads[0].expose: (workload serve) asks for an internet-facing load balancer, which platform stack '
         'org/cloudml/platform-x does not allow (got "internet"). Fix: use expose: internal (reachable in the VPC), '
         "or ask the platform team to set cloudml:platform.loadBalancing.allowInternetFacing"
     ]
@@ -60,7 +60,7 @@ def test_internet_facing_service_must_stay_inside_the_platforms_cidrs():
     assert check(ok, loadBalancing=lb) == []
     wide = {**SERVE, "expose": "internet", "sourceCidrs": ["203.0.113.128/25", "198.51.100.0/24"]}
     assert check(wide, loadBalancing=lb) == [
-        'cloudml:team.workloads[0].sourceCidrs[1]: is outside the CIDRs the platform lets internet-facing load '
+        'cloudml:team.workloads[0].sourceCidrs[1]: (workload serve) is outside the CIDRs the platform lets internet-facing load '
         'balancers accept (got "198.51.100.0/24"). Fix: use CIDRs inside 203.0.113.0/24'
     ]
 
@@ -69,7 +69,7 @@ def test_autoscaling_needs_the_platforms_prometheus():
     scaled = {**SERVE, "gpus": 1, "autoscale": {"maxReplicas": 2}}
     assert check(scaled) == []
     assert check(scaled, prometheusUrl=None) == [
-        "cloudml:team.workloads[0].autoscale: needs Prometheus, and platform stack org/cloudml/platform-x exports no "
+        "cloudml:team.workloads[0].autoscale: (workload serve) needs Prometheus, and platform stack org/cloudml/platform-x exports no "
         "prometheusUrl (monitoring is not deployed). Fix: use a fixed replicas count until the platform runs monitoring"
     ]
 
@@ -77,7 +77,7 @@ def test_autoscaling_needs_the_platforms_prometheus():
 def test_a_volume_the_platform_does_not_provide():
     volumes = {k: v for k, v in VOLUME_CLAIMS.items() if k != "shared"}
     assert check({**TRAIN, "volumes": [{"source": "shared", "mountPath": "/mnt/shared"}]}, teams=tenant(8, volumes)) == [
-        'cloudml:team.workloads[0].volumes[0].source: is a volume platform stack org/cloudml/platform-x does not '
+        'cloudml:team.workloads[0].volumes[0].source: (workload train) is a volume platform stack org/cloudml/platform-x does not '
         'provide (its sharedFilesystem is none) (got "shared"). Fix: use one of: datasets, logs, models'
     ]
 
@@ -85,10 +85,10 @@ def test_a_volume_the_platform_does_not_provide():
 def test_model_service_and_tensorboard_need_their_bucket_volumes():
     problems = check(SERVE, TRAIN, {"kind": "tensorboard", "name": "tb", "logsFrom": "train"}, teams=tenant(8, {}))
     assert problems == [
-        "cloudml:team.workloads[0].kind: reads the team's models bucket through the platform's `models` volume, "
+        "cloudml:team.workloads[0].kind: (workload serve) reads the team's models bucket through the platform's `models` volume, "
         "which platform stack org/cloudml/platform-x does not provide (got \"modelService\"). Fix: run `pulumi up` "
         "on the platform stack with this version of cloudml first",
-        "cloudml:team.workloads[2].kind: reads the team's logs bucket through the platform's `logs` volume, "
+        "cloudml:team.workloads[2].kind: (workload tb) reads the team's logs bucket through the platform's `logs` volume, "
         "which platform stack org/cloudml/platform-x does not provide (got \"tensorboard\"). Fix: run `pulumi up` "
         "on the platform stack with this version of cloudml first",
     ]
@@ -96,7 +96,7 @@ def test_model_service_and_tensorboard_need_their_bucket_volumes():
 
 def test_dev_environment_needs_a_shared_file_system_for_its_home():
     assert check({"kind": "devEnvironment", "name": "dev"}, sharedStorageClass=None) == [
-        'cloudml:team.workloads[0].kind: needs a persistent home volume, and platform stack org/cloudml/platform-x '
+        'cloudml:team.workloads[0].kind: (workload dev) needs a persistent home volume, and platform stack org/cloudml/platform-x '
         'has no shared file system (got "devEnvironment"). Fix: ask the platform team to set '
         "cloudml:platform.storage.sharedFilesystem: efs"
     ]
@@ -129,3 +129,63 @@ def test_cpu_memory_storage_and_load_balancers_are_checked_against_their_quotas(
         "workloads through a load balancer (port-forward or expose: cluster), or ask the platform team to raise the "
         "quota (cloudml:platform.teams.vision.loadBalancers)",
     ]
+
+
+# --- a workload's GPU pods against what the pools can ever hold ------------------------------------
+# The fixtures' pools: a10g 4 GPUs x max 4 nodes (16 GPUs), l4 1 GPU x max 8 nodes.
+
+
+def test_distributed_job_larger_than_the_pools_is_refused_because_jobset_does_not_gang_schedule():
+    dist = {"kind": "distributedTraining", "name": "big", "command": ["python"], "workers": 5, "gpusPerWorker": 4}
+    assert check(dist) == [
+        "cloudml:team.workloads[0].workers: (workload big) runs 5 pods of 4 a10g GPU(s) at once, but the a10g pools "
+        "of org/cloudml/platform-x hold at most 4 such pods at their max size; JobSet does not gang-schedule, so "
+        "the pods that start would hold their GPUs while the others stay Pending and the job never runs (got 5). "
+        "Fix: use 4 or fewer GPU pods (chief, workers, evaluator), or fewer GPUs per worker, or ask the platform "
+        "team to raise the max of the a10g pools"
+    ]
+    assert check({**dist, "workers": 4}) == []  # exactly the pools' 16 GPUs
+
+
+def test_pods_are_packed_per_node_not_per_gpu():
+    """Pods of 3 GPUs: a 4-GPU node holds one, so 4 nodes hold 4 pods (12 GPUs), not 5 (15 of the 16 GPUs)."""
+    dist = {"kind": "distributedTraining", "name": "three", "command": ["python"], "chief": 1, "workers": 4, "gpusPerWorker": 3}
+    assert check(dist)[0].startswith(
+        "cloudml:team.workloads[0].workers: (workload three) runs 5 pods of 3 a10g GPU(s) at once, but the a10g "
+        "pools of org/cloudml/platform-x hold at most 4 such pods at their max size;")
+    assert check({**dist, "chief": 0}) == []
+
+
+def test_service_whose_rollout_pod_cannot_fit_is_refused():
+    serve = {**SERVE, "gpus": 1, "gpuType": "l4", "autoscale": {"maxReplicas": 8}}
+    assert check(serve) == [
+        "cloudml:team.workloads[0].autoscale.maxReplicas: (workload serve) runs 9 pods of 1 l4 GPU(s) at once, but "
+        "the l4 pools of org/cloudml/platform-x hold at most 8 such pods at their max size; the pods beyond that "
+        "would stay Pending, and a rollout's extra pod could never start (got 8). Fix: use 7 or fewer replicas (a "
+        "rollout starts one pod more), or ask the platform team to raise the max of the l4 pools"
+    ]
+    assert check({**SERVE, "gpus": 4, "replicas": 4})[0].startswith(
+        "cloudml:team.workloads[0].replicas: (workload serve) runs 5 pods of 4 a10g GPU(s) at once")
+
+
+def test_sweep_parallelism_beyond_the_pools_is_refused():
+    sweep = {"kind": "sweep", "name": "lr", "command": ["python"], "gpus": 1, "gpuType": "l4",
+             "parameters": {"LR": list(range(10))}, "parallelism": 9}
+    assert check(sweep) == [
+        "cloudml:team.workloads[0].parallelism: (workload lr) runs 9 pods of 1 l4 GPU(s) at once, but the l4 pools "
+        "of org/cloudml/platform-x hold at most 8 such pods at their max size; the trials beyond that would only "
+        "wait as Pending pods (got 9). Fix: set parallelism to 8 or less, or ask the platform team to raise the max "
+        "of the l4 pools"
+    ]
+
+
+def test_pools_of_the_same_gpu_type_add_up():
+    pools = {
+        "a10g": {"gpuType": "a10g", "gpusPerNode": 4, "maxNodes": 4, "capacity": "on-demand"},
+        "a10g-spot": {"gpuType": "a10g", "gpusPerNode": 1, "maxNodes": 3, "capacity": "spot"},
+    }
+    dist = {"kind": "distributedTraining", "name": "d", "command": ["python"], "workers": 19, "gpusPerWorker": 1}
+    assert check(dist, gpuPools=pools) == []  # 16 + 3
+    assert check({**dist, "workers": 20}, gpuPools=pools)[0].startswith(
+        "cloudml:team.workloads[0].workers: (workload d) runs 20 pods of 1 a10g GPU(s) at once, but the a10g pools "
+        "of org/cloudml/platform-x hold at most 19 such pods")

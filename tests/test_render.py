@@ -211,7 +211,8 @@ def test_spec_refuses_team_and_workload_names_whose_instance_label_would_exceed_
     with pytest.raises(ConfigError) as caught:
         load_team(team_config({"kind": "training", "name": "w" * 40, **CPU_JOB}, name="t" * 24))
     assert [str(p) for p in caught.value.problems] == [
-        f'cloudml:team.workloads[0].name: with team name {"t" * 24} makes the instance label 65 characters long; '
+        f'cloudml:team.workloads[0].name: (workload {"w" * 40}) with team name {"t" * 24} makes the instance label 65 '
+        'characters long; '
         f'Kubernetes allows 63 (got "{"w" * 40}"). Fix: shorten it to 38 characters or fewer'
     ]
 
@@ -391,7 +392,8 @@ def test_no_command_or_args_keys_when_not_given_and_env_is_cloudmls_only():
 @pytest.mark.parametrize("extra", [{}, SCHEDULED], ids=["job", "cronjob"])
 def test_training_env_names_its_checkpoint_log_and_model_directories_under_the_team_prefix(extra):
     """The model directory is the `model:` of the workload, or its name; the checkpoint and log
-    directories are per run (the Job's name), so a CronJob's runs do not share them."""
+    directories are per run (the run's Job UID, label batch.kubernetes.io/controller-uid), so a CronJob's
+    runs do not share them."""
     assert containers(render_one({**CPU_JOB, **extra, "name": "resnet-a"}))[0]["env"] == run_env_of("resnet-a")
     assert containers(render_one({**CPU_JOB, **extra, "model": "resnet"}))[0]["env"] == run_env_of(model="resnet")
 
@@ -545,3 +547,26 @@ def test_yaml_scalar_refuses_unsupported_types(value):
 def test_yaml_scalar_round_trips_floats_in_exponent_notation(value):
     parsed = yaml.safe_load(yaml_scalar(value))
     assert isinstance(parsed, float) and parsed == value
+
+
+@pytest.mark.parametrize("stack", ["team-vision", "team-nlp"])
+def test_the_names_the_collision_rule_compares_are_the_rendered_ones(stack):
+    """spec.generated_objects (what the contract keeps distinct across workloads) holds every object a
+    workload renders, and, for a JobSet, the Job its controller makes per replicated job."""
+    from cloudml.stackfile import load_stack_file
+    from components.spec import generated_objects
+    from conftest import STACKS
+
+    spec = load_team(load_stack_file(STACKS, stack).config["cloudml:team"])
+    view = fixture_platform_view(spec.name)
+    for workload in spec.workloads:
+        rendered = render(workload.kind, WorkloadContext(spec, workload, view))
+        names = {(o["kind"], o["metadata"]["name"]) for o in rendered}
+        for jobset in (o for o in rendered if o["kind"] == "JobSet"):
+            names |= {("Job", f"{jobset['metadata']['name']}-{rj['name']}-0") for rj in jobset["spec"]["replicatedJobs"]}
+        expected = generated_objects(workload)
+        if workload.kind == "devEnvironment":
+            names.add(("Secret", f"{workload.name}-token"))  # made by the Team component, not the template
+        if workload.kind == "distributedTraining":
+            names.add(("Service", workload.name))  # JobSet's headless Service, named after the JobSet
+        assert names == expected, workload.name

@@ -47,7 +47,7 @@ def test_platform_hardening_rule(raw, expected):
 
 @pytest.mark.parametrize(("raw", "expected"), [
     pytest.param(team({**TRAINING, "gpuType": "a10g"}),
-                 'cloudml:team.workloads[0].gpuType: is set, but the workload asks for no GPUs (got "a10g"). '
+                 'cloudml:team.workloads[0].gpuType: (workload train) is set, but the workload asks for no GPUs (got "a10g"). '
                  "Fix: remove gpuType, or ask for GPUs (gpus, or gpusPerWorker for distributedTraining)", id="gpu-type-without-gpus"),
     pytest.param(team({**TRAINING, "image": "repo/trainer"}),
                  f'cloudml:team.workloads[0].image: is not pinned (no tag, or `latest`) (got "repo/trainer"). {PIN_FIX}',

@@ -202,39 +202,62 @@ ROWS = [
     ),
     pytest.param(
         team(TRAINING, TRAINING),
-        ['cloudml:team.workloads[1].name: is already the name of workloads[0] (got "train"). '
+        ['cloudml:team.workloads[1].name: (workload train) is already the name of workloads[0] (got "train"). '
          "Fix: give every workload its own name"],
         id="duplicate-workload-names",
     ),
     pytest.param(
+        team(DIST, {**TRAINING, "name": "dist-worker-0"}),
+        # JobSet `dist` makes the Job dist-worker-0 for its workers.
+        ['cloudml:team.workloads[1].name: (workload dist-worker-0) and workload dist (workloads[0]) would both make '
+         'Job dist-worker-0; one would replace the other or fail to be created (got "dist-worker-0"). '
+         "Fix: rename workload dist-worker-0 or dist"],
+        id="training-named-like-a-jobset-job",
+    ),
+    pytest.param(
+        team({"kind": "devEnvironment", "name": "dist-chief-0"}, {**DIST, "strategy": "parameterServer", "chief": 1, "ps": 1}),
+        ['cloudml:team.workloads[1].name: (workload dist) and workload dist-chief-0 (workloads[0]) would both make '
+         'Job dist-chief-0; one would replace the other or fail to be created (got "dist"). '
+         "Fix: rename workload dist or dist-chief-0"],
+        id="jobset-job-named-like-an-earlier-workload",
+    ),
+    pytest.param(
+        team({**TRAINING, "name": "nightly", "schedule": "0 3 * * *"}, {**TRAINING, "name": "nightly-29012345"}),
+        # A CronJob's run is the Job <cronjob>-<scheduled minute since 1970>.
+        ['cloudml:team.workloads[1].name: (workload nightly-29012345) and workload nightly (workloads[0]) would both '
+         'make Job nightly-29012345; one would replace the other or fail to be created (got "nightly-29012345"). '
+         "Fix: rename workload nightly-29012345 or nightly"],
+        id="training-named-like-a-cronjob-run",
+    ),
+    pytest.param(
         team(TRAINING, defaults={}),
-        ["cloudml:team.workloads[0].image: is not set and there is no defaults.image. "
+        ["cloudml:team.workloads[0].image: (workload train) is not set and there is no defaults.image. "
          "Fix: set image on the workload or defaults.image for the stack"],
         id="no-image-and-no-default",
     ),
     pytest.param(
         team({**TRAINING, "gpus": 1}, defaults={"image": IMAGE}),
-        ["cloudml:team.workloads[0].gpuType: is not set and there is no defaults.gpuType, but the workload asks for "
+        ["cloudml:team.workloads[0].gpuType: (workload train) is not set and there is no defaults.gpuType, but the workload asks for "
          "GPUs. Fix: set gpuType on the workload (e.g. a10g) or defaults.gpuType for the stack"],
         id="gpus-without-gpu-type",
     ),
     pytest.param(
         team({**DIST, "gpusPerWorker": 4}, defaults={"image": IMAGE}),
-        ["cloudml:team.workloads[0].gpuType: is not set and there is no defaults.gpuType, but the workload asks for "
+        ["cloudml:team.workloads[0].gpuType: (workload dist) is not set and there is no defaults.gpuType, but the workload asks for "
          "GPUs. Fix: set gpuType on the workload (e.g. a10g) or defaults.gpuType for the stack"],
         id="gpus-per-worker-without-gpu-type",
     ),
     pytest.param(
         team(TRAINING, {"kind": "tensorboard", "name": "tb", "logsFrom": "trian"}),
-        ['cloudml:team.workloads[1].logsFrom: names no training, distributedTraining or sweep workload of this stack '
-         '(got "trian"). Fix: use one of: train'],
+        ['cloudml:team.workloads[1].logsFrom: (workload tb) names no training, distributedTraining or sweep workload '
+         'of this stack (got "trian"). Fix: use one of: train'],
         id="tensorboard-logs-from-unknown",
     ),
     pytest.param(
         team({"kind": "modelService", "name": "resnet", "model": "resnet"},
              {"kind": "tensorboard", "name": "tb", "logsFrom": "resnet"}),
-        ['cloudml:team.workloads[1].logsFrom: names no training, distributedTraining or sweep workload of this stack '
-         '(got "resnet"). Fix: use one of: (none defined)'],
+        ['cloudml:team.workloads[1].logsFrom: (workload tb) names no training, distributedTraining or sweep workload '
+         'of this stack (got "resnet"). Fix: use one of: (none defined)'],
         id="tensorboard-logs-from-a-service",
     ),
     pytest.param(
@@ -443,7 +466,7 @@ def test_all_stack_wide_errors_are_reported_at_once():
         "cloudml:team.workloads[10].image",
         "cloudml:team.workloads[10].name",
     ]
-    assert lines[-1] == ('cloudml:team.workloads[10].name: is already the name of workloads[2] (got "w2"). '
+    assert lines[-1] == ('cloudml:team.workloads[10].name: (workload w2) is already the name of workloads[2] (got "w2"). '
                          "Fix: give every workload its own name")
     assert lines[4].endswith('(got "ghost"). Fix: use one of: w0, w1, w2, w4, w5, w6, w7, w8, w9')
 
@@ -518,3 +541,36 @@ def test_tensorboard_may_show_logs_of_a_sweep():
     """logsFrom accepts any training-like workload of the same stack."""
     spec = load_team(team(SWEEP, {"kind": "tensorboard", "name": "tb", "logsFrom": "lr-sweep"}))
     assert spec.workloads[1].logs_from == "lr-sweep"
+
+
+def test_generated_names_collide_only_within_one_kubernetes_kind():
+    """A CronJob `resnet` names its runs resnet-<8 digits>, so a workload `resnet-2` is not one of them; a
+    modelService's ConfigMap m-serving and a training Job m-serving are different objects."""
+    spec = load_team(team(
+        {**TRAINING, "name": "resnet", "schedule": "@daily"}, {**TRAINING, "name": "resnet-2"},
+        {"kind": "modelService", "name": "m", "model": "m"}, {**TRAINING, "name": "m-serving"},
+        {"kind": "devEnvironment", "name": "alice"}, {**SWEEP, "name": "alice-home"},
+    ))
+    assert [w.name for w in spec.workloads] == ["resnet", "resnet-2", "m", "m-serving", "alice", "alice-home"]
+
+
+def test_generated_objects_are_the_ones_the_templates_and_controllers_make():
+    """What the collision rule compares, per kind (tests/test_render.py renders the same names)."""
+    from components.spec import generated_objects
+
+    spec = load_team(team(
+        {**DIST, "strategy": "parameterServer", "chief": 1, "ps": 1, "evaluator": 1},
+        {"kind": "modelService", "name": "m", "model": "m", "gpus": 1, "autoscale": {"maxReplicas": 2}},
+        {"kind": "devEnvironment", "name": "alice"},
+        SWEEP,
+        {**TRAINING, "schedule": "@daily"},
+    ))
+    assert [generated_objects(w) for w in spec.workloads] == [
+        {("JobSet", "dist"), ("Service", "dist"), ("Job", "dist-chief-0"), ("Job", "dist-worker-0"),
+         ("Job", "dist-ps-0"), ("Job", "dist-evaluator-0")},
+        {("ConfigMap", "m-serving"), ("Deployment", "m"), ("Service", "m"), ("PodDisruptionBudget", "m"),
+         ("ScaledObject", "m")},
+        {("PersistentVolumeClaim", "alice-home"), ("Job", "alice"), ("Service", "alice"), ("Secret", "alice-token")},
+        {("ConfigMap", "lr-sweep-trials"), ("Job", "lr-sweep")},
+        {("CronJob", "train")},
+    ]

@@ -59,31 +59,32 @@ ROWS = [
     ),
     pytest.param(
         {**TRAIN, "secretEnv": {"KEY": {"secret": "missing", "key": "api-key"}}},
-        [f'{W0}.secretEnv.KEY.secret: names no secret of this stack (got "missing"). Fix: add it under '
+        [f'{W0}.secretEnv.KEY.secret: (workload train) names no secret of this stack (got "missing"). Fix: add it under '
          "cloudml:team.secrets, or use one of: tracker"],
         id="unknown-secret",
     ),
     pytest.param(
         {**TRAIN, "secretEnv": {"KEY": {"secret": "tracker", "key": "token"}}},
-        [f'{W0}.secretEnv.KEY.key: is not a key of secret tracker (got "token"). Fix: use one of: api-key, or add '
+        [f'{W0}.secretEnv.KEY.key: (workload train) is not a key of secret tracker (got "token"). Fix: use one of: api-key, or add '
          "the key to the secret"],
         id="unknown-secret-key",
     ),
     pytest.param(
         {"kind": "training", "name": "train", "preCommands": ["echo hi"]},
-        [f"{W0}.command: is not set, but preCommands/postCommands wrap the main command. Fix: set command (the image's "
+        [f"{W0}.command: (workload train) is not set, but preCommands/postCommands wrap the main command. Fix: set command (the image's "
          "entrypoint and its arguments), or remove preCommands and postCommands"],
         id="pre-commands-without-command",
     ),
     pytest.param(
         {"kind": "tensorboard", "name": "tb", "logsFrom": "train-ref", "gpus": 1, "gpuType": "a10g"},
-        ['cloudml:team.workloads[0].gpus: is more than 0, but TensorBoard does not use GPUs (got 1). Fix: remove gpus '
+        ['cloudml:team.workloads[0].gpus: (workload tb) is more than 0, but TensorBoard does not use GPUs (got 1). Fix: remove gpus '
          "from the tensorboard workload"],
         id="tensorboard-gpus",
     ),
     pytest.param(
         {**BATCH, "model": "unknown"},
-        [f'{W0}.model: is a model no training, distributedTraining or modelService workload of this stack names '
+        [f'{W0}.model: (workload score) is a model no training, distributedTraining or modelService workload of this '
+         'stack names '
          '(got "unknown"). Fix: use one of: train'],
         id="batch-prediction-unknown-model",
     ),
@@ -116,22 +117,22 @@ ROWS = [
     ),
     pytest.param(
         {"kind": "devEnvironment", "name": "dev", "env": {"HOME": "/tmp"}, "secretEnv": {"JUPYTER_TOKEN": {"secret": "tracker", "key": "api-key"}}},
-        [f"{W0}.env.HOME: is set by cloudml for a devEnvironment. Fix: remove it (the access token comes from the "
+        [f"{W0}.env.HOME: (workload dev) is set by cloudml for a devEnvironment. Fix: remove it (the access token comes from the "
          "generated Secret, HOME is the home volume)",
-         f"{W0}.secretEnv.JUPYTER_TOKEN: is set by cloudml for a devEnvironment. Fix: remove it (the access token "
+         f"{W0}.secretEnv.JUPYTER_TOKEN: (workload dev) is set by cloudml for a devEnvironment. Fix: remove it (the access token "
          "comes from the generated Secret, HOME is the home volume)"],
         id="dev-environment-reserved-env",
     ),
     pytest.param(
         # /home would hide the home volume (a mount nested inside the home is fine: the dev-environment tests).
         {"kind": "devEnvironment", "name": "dev", "volumes": [{"source": "shared", "mountPath": "/home"}]},
-        [f'{W0}.volumes[0].mountPath: overlaps /home/cloudml, where a devEnvironment mounts its own volume (got '
+        [f'{W0}.volumes[0].mountPath: (workload dev) overlaps /home/cloudml, where a devEnvironment mounts its own volume (got '
          '"/home"). Fix: mount it elsewhere, outside /home/cloudml'],
         id="dev-environment-home-path",
     ),
     pytest.param(
         {"kind": "tensorboard", "name": "tb", "logsFrom": "train-ref", "volumes": [{"source": "shared", "mountPath": "/logs"}]},
-        [f'{W0}.volumes[0].mountPath: overlaps /logs, where a tensorboard mounts its own volume (got "/logs"). Fix: '
+        [f'{W0}.volumes[0].mountPath: (workload tb) overlaps /logs, where a tensorboard mounts its own volume (got "/logs"). Fix: '
          "mount it elsewhere, outside /logs"],
         id="tensorboard-logs-path",
     ),
@@ -148,10 +149,92 @@ ROWS = [
         id="bad-version-label",
     ),
     pytest.param(
-        {**SERVE, "replicas": 3, "autoscale": {"maxReplicas": 4}},
-        [f"{W0}.autoscale: is set together with replicas. Fix: remove replicas; "
-         "autoscale.minReplicas and maxReplicas decide"],
+        {**SERVE, "gpus": 1, "replicas": 3, "autoscale": {"maxReplicas": 4}},
+        [f"{W0}.replicas: (workload serve) is set together with autoscale, which decides the replicas (got 3). "
+         "Fix: remove replicas; autoscale.minReplicas and maxReplicas decide"],
         id="autoscale-and-replicas",
+    ),
+    pytest.param(
+        # `replicas: 1` is the default, but written next to autoscale it would be silently ignored too.
+        {**SERVE, "gpus": 1, "replicas": 1, "autoscale": {"maxReplicas": 4}},
+        [f"{W0}.replicas: (workload serve) is set together with autoscale, which decides the replicas (got 1). "
+         "Fix: remove replicas; autoscale.minReplicas and maxReplicas decide"],
+        id="autoscale-and-replicas-one",
+    ),
+    pytest.param(
+        {**SERVE, "autoscale": {"maxReplicas": 4}},
+        [f"{W0}.autoscale: (workload serve) would scale on GPU utilization, but the service has no GPUs: it would "
+         "stay at minReplicas. Fix: set autoscale.requestsPerSecond (requests per second per replica) or "
+         "autoscale.scaleToZero, or give the service gpus"],
+        id="cpu-service-autoscale-on-gpu-only",
+    ),
+    pytest.param(
+        {**SERVE, "autoscale": {"maxReplicas": 4, "requestsPerSecond": 50, "gpuUtilization": 60}},
+        [f"{W0}.autoscale.gpuUtilization: (workload serve) is set, but the service has no GPUs to measure (got 60). "
+         "Fix: remove gpuUtilization, or give the service gpus"],
+        id="cpu-service-gpu-utilization-target",
+    ),
+    pytest.param(
+        {**SWEEP, "seed": 3},
+        [f"{W0}.seed: is only used by random search (a grid runs every combination, in order) (got 3). "
+         "Fix: remove seed, or set algorithm: random"],
+        id="grid-with-seed",
+    ),
+    pytest.param(
+        {**SWEEP, "seed": 0},
+        [f"{W0}.seed: is only used by random search (a grid runs every combination, in order) (got 0). "
+         "Fix: remove seed, or set algorithm: random"],
+        id="grid-with-default-seed-written-out",
+    ),
+    pytest.param(
+        # 500 trial files of {"NOTE":"<2100 characters>"} and their keys 0.json..499.json.
+        {**SWEEP, "algorithm": "random", "trials": 500, "parameters": {"NOTE": ["x" * 2100, "y" * 2100]}},
+        [f"{W0}.parameters: (workload lr) makes 1,059,390 bytes of trial parameters for its ConfigMap lr-trials; "
+         "Kubernetes keeps at most 1 MiB in one ConfigMap (cloudml allows 1,000,000 bytes). Fix: run fewer trials "
+         "(fewer values, or a lower trials count) or shorten the parameter names and values"],
+        id="sweep-trials-over-a-config-map",
+    ),
+    pytest.param(
+        {**BATCH, "output": {"bucket": "models", "path": "train/predictions"}},
+        [f'{W0}.output.bucket: is where model services and batch predictions load model versions from; predictions '
+         'written there would mix with the served models (got "models"). Fix: write predictions to the datasets '
+         "bucket (the default) or the logs bucket"],
+        id="batch-output-into-models",
+    ),
+    pytest.param(
+        {**TRAIN, "env": {"NVIDIA_VISIBLE_DEVICES": "all"}},
+        [f'{W0}.env.NVIDIA_VISIBLE_DEVICES: is read by the NVIDIA container runtime to choose the GPUs and driver '
+         'features a container gets (got "NVIDIA_VISIBLE_DEVICES"). Fix: remove it; request GPUs with `gpus:` '
+         "(gpusPerWorker for distributedTraining): the device plugin sets NVIDIA_VISIBLE_DEVICES to the GPUs the "
+         "pod was given"],
+        id="env-nvidia-visible-devices",
+    ),
+    pytest.param(
+        {**TRAIN, "secretEnv": {"NVIDIA_DRIVER_CAPABILITIES": {"secret": "tracker", "key": "api-key"}}},
+        [f'{W0}.secretEnv.NVIDIA_DRIVER_CAPABILITIES: is read by the NVIDIA container runtime to choose the GPUs '
+         'and driver features a container gets (got "NVIDIA_DRIVER_CAPABILITIES"). Fix: remove it; request GPUs '
+         "with `gpus:` (gpusPerWorker for distributedTraining): the device plugin sets NVIDIA_VISIBLE_DEVICES to "
+         "the GPUs the pod was given"],
+        id="secret-env-nvidia-prefix",
+    ),
+    pytest.param(
+        {"kind": "devEnvironment", "name": "dev", "command": ["code-server", "--bind-addr", "0.0.0.0:8888"]},
+        [f'{W0}.command: would replace JupyterLab and its idle shutdown, so the environment and its GPUs would never '
+         'be released when idle (got ["code-server", "--bind-addr", "0.0.0.0:8888"]). Fix: remove command; add '
+         "JupyterLab options with args, and install or start tools with preCommands"],
+        id="dev-environment-command",
+    ),
+    pytest.param(
+        # traitlets lets a subclass's section (AsyncMappingKernelManager) win over MappingKernelManager's.
+        {"kind": "devEnvironment", "name": "dev", "args": [
+            "--ServerApp.shutdown_no_activity_timeout=0", "--AsyncMappingKernelManager.cull_idle_timeout", "0",
+            "--IdentityProvider.token=", "--ServerApp.terminals_enabled=False"]},
+        [f"{W0}.args: --ServerApp.shutdown_no_activity_timeout, --AsyncMappingKernelManager.cull_idle_timeout, "
+         "--IdentityProvider.token would override what cloudml sets for JupyterLab (idle shutdown and culling, the "
+         "access token and authentication, the address and port, config files) (got "
+         '["--ServerApp.shutdown_no_activity_timeout=0", "--AsyncMappingKernelManager.c...). Fix: remove '
+         "them; set idleTimeout and maxSessionDuration for when the environment stops"],
+        id="dev-environment-args-undo-idle-shutdown",
     ),
     pytest.param(
         {**SERVE, "autoscale": {"minReplicas": 3, "maxReplicas": 2}},
@@ -257,4 +340,4 @@ def test_model_service_defaults():
     assert (serve.replicas, serve.autoscale, serve.batching, serve.expose, serve.version, serve.version_labels) == (
         1, None, None, "cluster", None, {})
     assert spec.defaults.serving_image == "tensorflow/serving:2.18.0-gpu"
-    assert spec.defaults.dev_image == "tensorflow/tensorflow:2.18.0-gpu-jupyter"
+    assert spec.defaults.dev_image == "tensorflow/tensorflow:2.20.0-gpu-jupyter"

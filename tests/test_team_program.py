@@ -9,6 +9,8 @@ from conftest import STACKS, sample_config
 from cloudml.engine import run_program
 from cloudml.stackfile import load_stack_file
 from components.errors import ConfigError
+from components.render import RenderError
+from components.team import only_jobset
 
 
 def by_name(plan) -> dict[str, dict]:
@@ -27,6 +29,7 @@ def test_team_children_are_exactly_these(sample_plans):
         ("kubernetes:core/v1:Secret", "nlp-secret-experiment-tracker", False),
         ("random:index/randomPassword:RandomPassword", "nlp-bob-token", False),
         ("kubernetes:core/v1:Secret", "nlp-bob-token-secret", False),
+        ("kubernetes:core/v1:PersistentVolumeClaim", "nlp-bob-home", False),
         *[("kubernetes:yaml/v2:ConfigGroup", f"nlp-{w}", False) for w in workloads if w != "bert-ps"],
         # The distributedTraining workload's JobSet is its own resource (see the next test).
         ("kubernetes:jobset.x-k8s.io/v1alpha2:JobSet", "nlp-bert-ps", False),
@@ -60,9 +63,28 @@ def test_team_secrets_stay_secret_and_exist_before_the_pods_that_read_them(sampl
     token_secret = resources["nlp-bob-token-secret"]
     assert token_secret["inputs"]["metadata"]["name"] == "bob-token"
     assert token_secret["inputs"]["stringData"] == "[secret]"
-    assert sorted(resources["nlp-bob"]["dependsOn"]) == sorted([token_secret["urn"], platform])
+    assert sorted(resources["nlp-bob"]["dependsOn"]) == sorted([token_secret["urn"], resources["nlp-bob-home"]["urn"], platform])
     # Workloads that read no secret do not wait for one.
     assert resources["nlp-tokenizer-refresh"]["dependsOn"] == [platform]
+
+
+def test_a_dev_environments_home_claim_outlives_the_environment(sample_plans):
+    """The home claim is its own resource, retained on delete (a ConfigGroup child would be deleted
+    with the workload), created before the Job that mounts it; the ConfigGroup no longer holds it."""
+    plan = sample_plans["team-nlp"]
+    resources = by_name(plan)
+    home = resources["nlp-bob-home"]
+    assert (home["retainOnDelete"], home["protect"]) == (True, False)
+    assert home["inputs"]["metadata"]["name"] == "bob-home"
+    assert home["inputs"]["metadata"]["namespace"] == "team-nlp"
+    assert home["inputs"]["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert home["urn"] in resources["nlp-bob"]["dependsOn"]
+    group_kinds = [o.object["kind"] for o in plan.objects if o.source == resources["nlp-bob"]["urn"]]
+    assert sorted(group_kinds) == ["Job", "Service"]
+    job = next(o.object for o in plan.objects if o.source == resources["nlp-bob"]["urn"] and o.object["kind"] == "Job")
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in job["spec"]["template"]["spec"]["volumes"]
+              if "persistentVolumeClaim" in v]
+    assert "bob-home" in claims
 
 
 def test_stack_reference_names_the_platform_stack(sample_plans):
@@ -99,6 +121,32 @@ def test_team_outputs(sample_plans):
     }
 
 
+def test_team_namespace_output_is_the_one_the_platform_exported():
+    """Not the `team-<name>` convention: a platform that names the namespace otherwise is believed."""
+    stack = load_stack_file(STACKS, "team-nlp")
+    outputs = _platform_outputs(
+        teams={"nlp": {"namespace": "ml-nlp-prod", "serviceAccount": "nlp-workloads", "gpuQuota": 8,
+                       "volumes": {"shared": "shared", "datasets": "datasets", "models": "models", "logs": "logs"}}},
+        pools={"l4": {"gpuType": "l4", "gpusPerNode": 1, "maxNodes": 8, "capacity": "spot"}},
+    )
+    run = run_program(stack, {"organization/cloudml/platform-dev": outputs})
+    assert run.outputs["namespace"] == "ml-nlp-prod"
+
+
+@pytest.mark.parametrize("objects, got", [
+    ([], "nothing"),
+    ([{"kind": "JobSet"}, {"kind": "ConfigMap"}], "['JobSet', 'ConfigMap']"),
+    ([{"kind": "Job"}], "['Job']"),
+])
+def test_a_distributed_render_that_is_not_exactly_one_jobset_is_an_internal_error(objects, got):
+    """`_jobset` deploys one object as the JobSet: a second object would be dropped silently, another kind
+    deployed as a JobSet. Either is a template bug, reported as a RenderError naming what was rendered."""
+    with pytest.raises(RenderError) as caught:
+        only_jobset("nlp-bert-ps", objects)
+    assert str(caught.value) == f"nlp-bert-ps: a distributedTraining workload must render exactly one JobSet, got {got}"
+    assert only_jobset("x", [{"kind": "JobSet", "spec": {}}]) == {"kind": "JobSet", "spec": {}}
+
+
 def _platform_outputs(teams: dict, pools: dict) -> tuple[dict, list[str]]:
     return ({"clusterName": "ml-dev", "kubeconfig": "{}", "teams": teams, "gpuPools": pools, "buckets": BUCKETS,
              "loadBalancing": {"allowInternetFacing": False}, "sharedStorageClass": "cloudml-shared",
@@ -123,7 +171,10 @@ def test_cross_stack_check_runs_on_the_pulumi_up_path():
         'cloudml:team.name: is not a team of platform stack organization/cloudml/platform-dev (got "vision"). '
         "Fix: add `vision` under cloudml:platform.teams in the platform stack, or fix the name (teams there: nlp)"
     )
-    assert 'GPU type a10g is offered by no GPU pool of organization/cloudml/platform-dev (got "a10g"). Fix: use one of: l4' in lines[1]
+    assert lines[1] == (
+        'cloudml:team.workloads[0] (via defaults.gpuType): (workload resnet-baseline) GPU type a10g is offered by no '
+        'GPU pool of organization/cloudml/platform-dev (got "a10g"). Fix: use one of: l4'
+    )
     # Six workloads ask for a10g: resnet-baseline, resnet-nightly, resnet-dist, resnet, alice, resnet-lr.
     assert len(lines) == 7
 
@@ -136,12 +187,9 @@ def test_platform_without_teams_or_pools_is_a_clear_error():
     assert [str(p) for p in caught.value.problems] == [
         'cloudml:team.name: is not a team of platform stack organization/cloudml/platform-dev (got "nlp"). '
         "Fix: add `nlp` under cloudml:platform.teams in the platform stack, or fix the name (teams there: none)",
-        'cloudml:team.workloads[0] (via defaults.gpuType): GPU type l4 is offered by no GPU pool of '
-        'organization/cloudml/platform-dev (got "l4"). Fix: use one of: none (the platform has no GPU pools)',
-        'cloudml:team.workloads[2] (via defaults.gpuType): GPU type l4 is offered by no GPU pool of '
-        'organization/cloudml/platform-dev (got "l4"). Fix: use one of: none (the platform has no GPU pools)',
-        'cloudml:team.workloads[3] (via defaults.gpuType): GPU type l4 is offered by no GPU pool of '
-        'organization/cloudml/platform-dev (got "l4"). Fix: use one of: none (the platform has no GPU pools)',
+        *[f'cloudml:team.workloads[{i}] (via defaults.gpuType): (workload {name}) GPU type l4 is offered by no GPU '
+          'pool of organization/cloudml/platform-dev (got "l4"). Fix: use one of: none (the platform has no GPU pools)'
+          for i, name in ((0, "bert-finetune"), (2, "bert-ps"), (3, "bert"))],
     ]
 
 

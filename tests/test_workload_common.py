@@ -240,7 +240,7 @@ def _context(**fields) -> WorkloadContext:
     return WorkloadContext(spec, spec.workloads[0], platform_view())
 
 
-def test_run_env_exact_list_with_the_run_id_from_the_job_name_label():
+def test_run_env_exact_list_with_the_run_id_from_the_jobs_controller_uid_label():
     assert run_env(_context(), model="resnet-v2") == [
         {"name": "CLOUDML_TEAM", "value": "vision"},
         {"name": "CLOUDML_WORKLOAD", "value": "resnet"},
@@ -252,17 +252,18 @@ def test_run_env_exact_list_with_the_run_id_from_the_job_name_label():
 
 
 def test_run_env_without_a_model_has_no_model_dir_and_takes_another_run_id_label():
-    env = run_env(_context(), run_id_label="jobset.sigs.k8s.io/jobset-name")
+    env = run_env(_context(), run_id_label="jobset.sigs.k8s.io/jobset-uid")
     assert [var["name"] for var in env] == ["CLOUDML_TEAM", "CLOUDML_WORKLOAD", "CLOUDML_RUN_ID", "CLOUDML_CHECKPOINT_DIR", "CLOUDML_LOG_DIR"]
-    assert env[2]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['jobset.sigs.k8s.io/jobset-name']"
+    assert env[2]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['jobset.sigs.k8s.io/jobset-uid']"
 
 
-def test_each_cronjob_run_gets_its_own_directories_through_its_job_name():
-    """A CronJob's runs are Jobs named <cronjob>-<minutes since epoch>: the kubelet expands the
-    directories with that name, so yesterday's checkpoints are not resumed today."""
+def test_each_cronjob_run_gets_its_own_directories_through_its_job_uid():
+    """Each run of a CronJob is a new Job with a new UID (label batch.kubernetes.io/controller-uid on its
+    pods): the kubelet expands the directories with that UID, so yesterday's checkpoints are not resumed
+    today, while a retried pod of the same run (same Job, same UID) finds its own."""
     [cron] = render_workload({"kind": "training", "name": "resnet", "command": ["x"], "schedule": "0 3 * * *"})
     env = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
-    for run in ("resnet-29000000", "resnet-29001440"):
+    for run in ("0b6f4d1e-8f3c-4a51-9d2e-6c7a1b2c3d4e", "5e9a7c21-3b4d-4f6e-8a1b-2c3d4e5f6a7b"):
         resolved = expand_env(env, {"metadata.labels['batch.kubernetes.io/controller-uid']": run})
         assert resolved["CLOUDML_CHECKPOINT_DIR"] == f"s3://{BUCKETS['checkpoints']}/vision/resnet/{run}/"
         assert resolved["CLOUDML_LOG_DIR"] == f"s3://{BUCKETS['logs']}/vision/resnet/{run}/"

@@ -116,8 +116,15 @@ def test_job_completes_when_jupyter_exits_restarts_on_crash_and_is_deleted_after
     assert job["apiVersion"] == "batch/v1"
     assert job["spec"]["backoffLimit"] == 3
     assert job["spec"]["ttlSecondsAfterFinished"] == 300
-    assert "activeDeadlineSeconds" not in job["spec"]
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+
+
+@pytest.mark.parametrize("session, seconds", [(None, 86400), ("8h", 28800), ("3d", 259200)])
+def test_a_session_that_never_goes_idle_still_ends_at_max_session_duration(session, seconds):
+    """The Job's activeDeadlineSeconds (default 24h) stops even a kernel kept busy forever; Kubernetes
+    then fails the Job, stops its pod (the GPU is free) and deletes it after the TTL like a finished one."""
+    job = only(render_workload(dev(maxSessionDuration=session) if session else dev()), "Job")
+    assert job["spec"]["activeDeadlineSeconds"] == seconds
 
 
 @pytest.mark.parametrize("idle, seconds, interval", [("2h", 7200, 60), ("90m", 5400, 60), ("30s", 30, 30)])
@@ -148,10 +155,39 @@ def test_user_args_follow_jupyter_and_pre_post_commands_wrap_it():
     assert container["args"] == [*jupyter(7200, 60), "--ServerApp.terminals_enabled=False"]
 
 
-def test_user_command_replaces_jupyter():
-    container = main_container(render_workload(dev(command=["code-server", "--bind-addr", "0.0.0.0:8888"], args=["/home/cloudml"])))
-    assert container["command"] == ["code-server", "--bind-addr", "0.0.0.0:8888"]
-    assert container["args"] == ["/home/cloudml"]
+def test_a_users_command_cannot_replace_jupyter_and_its_idle_shutdown():
+    """A command of the user's own would drop Jupyter's idle shutdown (the GPU held forever while the idle
+    label still promises a timeout): the contract refuses it (exact text: test_spec_workloads.py)."""
+    with pytest.raises(ConfigError) as caught:
+        render_workload(dev(command=["code-server", "--bind-addr", "0.0.0.0:8888"]))
+    [problem] = caught.value.problems
+    assert problem.path == "cloudml:team.workloads[0].command"
+    assert problem.message.startswith("would replace JupyterLab and its idle shutdown")
+
+
+@pytest.mark.parametrize("args", [
+    ["--ServerApp.terminals_enabled=False"],
+    ["--LabApp.default_url=/lab/tree/work", "notebooks/start.ipynb"],
+    ["--ServerApp.root_dir=/home/cloudml/project", "--log-level", "DEBUG"],
+])
+def test_args_that_leave_cloudmls_options_alone_follow_jupyters_flags(args):
+    container = main_container(render_workload(dev(args=args)))
+    assert container["command"] == jupyter(7200, 60)
+    assert container["args"] == args
+
+
+@pytest.mark.parametrize("arg", [
+    "--ServerApp.shutdown_no_activity_timeout=0", "--MappingKernelManager.cull_idle_timeout=0",
+    "--AsyncMappingKernelManager.cull_busy=True", "--TerminalManager.cull_inactive_timeout", "--port=9999",
+    "--ip=127.0.0.1", "--ServerApp.token=", "--IdentityProvider.token=abc", "--config=/tmp/c.py",
+    "--ServerApp.kernel_manager_class=x.NoCull",
+])
+def test_args_that_would_undo_cloudmls_jupyter_options_are_refused(arg):
+    with pytest.raises(ConfigError) as caught:
+        render_workload(dev(args=[arg]))
+    [problem] = caught.value.problems
+    assert problem.path == "cloudml:team.workloads[0].args"
+    assert problem.message.startswith(arg.split("=", 1)[0] + " would override what cloudml sets for JupyterLab")
 
 
 def test_token_comes_only_from_the_generated_secret_and_never_from_a_command_line():

@@ -351,8 +351,19 @@ def test_scaled_object_stabilization_and_request_rate_trigger():
         {"type": "prometheus", "metricType": "AverageValue",
          "metadata": {"serverAddress": PROMETHEUS_URL, "query": RATE_QUERY, "threshold": "2.5"}},
     ]
-    integral = render(autoscale={"maxReplicas": 4, "requestsPerSecond": 20})["ScaledObject"][0]["spec"]["triggers"][1]
+    integral = render(gpus=1, autoscale={"maxReplicas": 4, "requestsPerSecond": 20})["ScaledObject"][0]["spec"]["triggers"][1]
     assert integral["metadata"]["threshold"] == "20"
+
+
+def test_a_service_without_gpus_scales_on_its_request_rate_only():
+    """Its GPU-utilization query would always answer 0 (no DCGM series for a GPU-less pod) and pin the
+    service at minReplicas: there is no GPU trigger, only the request-rate one the contract demands."""
+    spec = render(autoscale={"maxReplicas": 4, "requestsPerSecond": 20})["ScaledObject"][0]["spec"]
+    assert spec["triggers"] == [{"type": "prometheus", "metricType": "AverageValue",
+                                 "metadata": {"serverAddress": PROMETHEUS_URL, "query": RATE_QUERY, "threshold": "20"}}]
+    woken = render(autoscale={"minReplicas": 0, "maxReplicas": 4, "scaleToZero": {
+        "activationQuery": WAKE_QUERY, "threshold": 10}})["ScaledObject"][0]["spec"]["triggers"]
+    assert [t["metadata"]["query"] for t in woken] == [WAKE_QUERY]
 
 
 def test_queries_select_the_service_pods_by_their_replica_set():
@@ -370,7 +381,7 @@ def test_without_a_models_volume_rendering_stops():
 
 def test_autoscale_without_prometheus_stops():
     with pytest.raises(RenderError, match="prometheusUrl"):
-        render_workload(service(autoscale={"maxReplicas": 2}), view=platform_view(prometheusUrl=None))
+        render_workload(service(gpus=1, autoscale={"maxReplicas": 2}), view=platform_view(prometheusUrl=None))
 
 
 WAKE_QUERY = 'sum(rate(gateway_requests_total{route="resnet"}[2m]))'

@@ -19,7 +19,7 @@ from policies.pod_security import restricted_violations
 from test_workload_common import expand_env
 from workload_fixtures import BUCKETS, IMAGE, by_kind, platform_view, pod_templates, render_workload
 
-JOB_NAME_FIELD = "metadata.labels['batch.kubernetes.io/controller-uid']"
+JOB_UID_FIELD = "metadata.labels['batch.kubernetes.io/controller-uid']"
 INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 SWEEP = {
     "kind": "sweep", "name": "lr", "command": ["python", "-m", "train"], "args": ["--epochs", "5"],
@@ -110,6 +110,21 @@ def test_sweep_configmap_holds_one_compact_json_file_per_trial_by_index():
     }
 
 
+def test_the_size_the_contract_limits_is_the_rendered_config_maps_data():
+    """trials_config_bytes (refused above 1,000,000 bytes: test_spec_workloads.py) counts exactly the
+    UTF-8 bytes of the keys and values the ConfigMap is rendered with."""
+    from components.workloads.sweep import trials_config_bytes
+
+    fields = {"parameters": {"note": ["é" * 40, "x"], "lr": [0.1, 0.01]}}
+    config_map, _ = sweep(**fields)
+    spec = load_team({"name": "vision", "platformStack": "org/cloudml/platform-x", "defaults": {"image": IMAGE},
+                      "workloads": [{**SWEEP, **fields}]})
+    rendered = sum(len(k.encode()) + len(v.encode()) for k, v in config_map["data"].items())
+    # Keys 0.json..3.json; values {"note":"<é as \u00e9: 240 bytes>","lr":0.1} (260 and, with 0.01, 261 bytes),
+    # then {"note":"x","lr":0.1} (21 and 22 bytes).
+    assert trials_config_bytes(spec.workloads[0]) == rendered == 4 * 6 + 260 + 261 + 21 + 22
+
+
 def test_sweep_trial_values_keep_their_types_in_the_json():
     config_map, _ = sweep(parameters={"v": [3, 3.0, True, "3", "é"]})
     assert [json.loads(config_map["data"][f"{i}.json"])["v"] for i in range(5)] == [3, 3.0, True, "3", "é"]
@@ -154,7 +169,7 @@ def test_sweep_env_exact_list_and_user_env_after_it():
         {"name": "CLOUDML_METRICS_DIR", "value": f"s3://{BUCKETS['logs']}/vision/sweeps/lr/"},
         {"name": "CLOUDML_TEAM", "value": "vision"},
         {"name": "CLOUDML_WORKLOAD", "value": "lr"},
-        {"name": "CLOUDML_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": JOB_NAME_FIELD}}},
+        {"name": "CLOUDML_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": JOB_UID_FIELD}}},
         {"name": "CLOUDML_CHECKPOINT_DIR", "value": f"s3://{BUCKETS['checkpoints']}/vision/lr/$(CLOUDML_RUN_ID)/trial-$(CLOUDML_TRIAL_INDEX)/"},
         {"name": "CLOUDML_LOG_DIR", "value": f"s3://{BUCKETS['logs']}/vision/lr/$(CLOUDML_RUN_ID)/trial-$(CLOUDML_TRIAL_INDEX)/"},
         {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "1"},
@@ -165,14 +180,14 @@ def test_each_trial_pod_reads_its_own_parameters_and_writes_to_its_own_directori
     """Expanded as the kubelet does for the pod of index 2: its params file is in the mounted ConfigMap."""
     config_map, job = sweep()
     container = main_container(job)
-    env = expand_env(container["env"], {INDEX_FIELD: "2", JOB_NAME_FIELD: "lr"})
+    env = expand_env(container["env"], {INDEX_FIELD: "2", JOB_UID_FIELD: "7d1c2e3f-uid"})
     assert env["CLOUDML_TRIAL_PARAMS"] == "/cloudml/trial/2.json"
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/cloudml/trial")
     [volume] = [v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
     assert volume["configMap"]["name"] == config_map["metadata"]["name"]
     assert json.loads(config_map["data"]["2.json"]) == {"learning_rate": 0.01, "batch_size": 128}
-    assert env["CLOUDML_CHECKPOINT_DIR"] == f"s3://{BUCKETS['checkpoints']}/vision/lr/lr/trial-2/"
-    assert env["CLOUDML_LOG_DIR"] == f"s3://{BUCKETS['logs']}/vision/lr/lr/trial-2/"
+    assert env["CLOUDML_CHECKPOINT_DIR"] == f"s3://{BUCKETS['checkpoints']}/vision/lr/7d1c2e3f-uid/trial-2/"
+    assert env["CLOUDML_LOG_DIR"] == f"s3://{BUCKETS['logs']}/vision/lr/7d1c2e3f-uid/trial-2/"
 
 
 def test_sweep_mounts_its_data_volumes_and_the_trials_read_only():
@@ -246,7 +261,7 @@ def test_batch_prediction_is_a_job_running_the_trainers_predict_mode():
     assert container["env"] == [
         {"name": "CLOUDML_TEAM", "value": "vision"},
         {"name": "CLOUDML_WORKLOAD", "value": "scores"},
-        {"name": "CLOUDML_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": JOB_NAME_FIELD}}},
+        {"name": "CLOUDML_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": JOB_UID_FIELD}}},
         {"name": "CLOUDML_MODEL_DIR", "value": f"s3://{BUCKETS['models']}/vision/resnet/"},
         {"name": "CLOUDML_INPUT", "value": f"s3://{BUCKETS['datasets']}/vision/scoring/incoming/"},
         {"name": "CLOUDML_OUTPUT", "value": f"s3://{BUCKETS['logs']}/vision/scoring/out/"},
@@ -267,9 +282,9 @@ def test_pinned_model_version_is_an_argument_before_the_users_args_and_an_env_va
 
 
 def test_paths_with_a_trailing_slash_and_other_buckets_stay_under_the_team_prefix():
-    container = main_container(predict(input={"bucket": "checkpoints", "path": "a/b/"}, output={"bucket": "models", "path": "preds"}))
+    container = main_container(predict(input={"bucket": "checkpoints", "path": "a/b/"}, output={"bucket": "logs", "path": "preds"}))
     assert container["args"][3] == f"s3://{BUCKETS['checkpoints']}/vision/a/b/"
-    assert container["args"][5] == f"s3://{BUCKETS['models']}/vision/preds/"
+    assert container["args"][5] == f"s3://{BUCKETS['logs']}/vision/preds/"
 
 
 def test_scheduled_batch_prediction_is_a_cronjob_with_forbid_and_the_job_fields():

@@ -9,7 +9,7 @@ import pulumi_random as random
 from components import platform_view as pv
 from components.errors import ConfigError
 from components.labels import MANAGED_BY, PART_OF, TEAM_LABEL, WORKLOAD_LABEL
-from components.render import WorkloadContext, render
+from components.render import RenderError, WorkloadContext, render
 from components.spec import DevEnvironmentWorkload, DistributedTrainingWorkload, TeamSpec
 from components.workloads.distributed import JOBSET_API_VERSION
 from components.workloads.dev_environment import TOKEN_SECRET_KEY, token_secret_name
@@ -40,12 +40,21 @@ def _labels(spec: TeamSpec, component: str, workload: str | None = None) -> dict
     return labels
 
 
+def only_jobset(name: str, objects: list[dict]) -> dict:
+    """The one object a distributedTraining template renders, which must be a JobSet: anything else
+    (a second object, another kind) would be dropped or misdeployed by `_jobset`, so it is a bug."""
+    kinds = [o.get("kind") for o in objects]
+    if kinds != ["JobSet"]:
+        raise RenderError(f"{name}: a distributedTraining workload must render exactly one JobSet, got {kinds or 'nothing'}")
+    return objects[0]
+
+
 def _jobset(name: str, objects: pulumi.Output, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
     """A distributedTraining workload's JobSet, as its own resource: JobSet's webhook makes
     `spec.replicatedJobs` immutable, and pulumi-kubernetes only knows to replace the kinds it ships
     (a Job, not a JobSet), so a changed JobSet must be replaced explicitly — deleted first, since the
     new one has the same name. A new JobSet is a new run (new UID, fresh checkpoint directory)."""
-    jobset = objects.apply(lambda objs: objs[0])
+    jobset = objects.apply(lambda objs: only_jobset(name, objs))
     return k8s.apiextensions.CustomResource(
         name,
         api_version=JOBSET_API_VERSION,
@@ -56,6 +65,19 @@ def _jobset(name: str, objects: pulumi.Output, opts: pulumi.ResourceOptions) -> 
     )
 
 
+def _home_claim(resource_name: str, objects: pulumi.Output, opts: pulumi.ResourceOptions) -> k8s.core.v1.PersistentVolumeClaim:
+    """A dev environment's home claim as a resource of its own, retained on delete: removing or
+    renaming the environment must not delete a person's files (a ConfigGroup child would be deleted
+    with it). Added back, the environment's claim is adopted again (server-side apply upserts)."""
+    claim = objects.apply(lambda objs: next(o for o in objs if o["kind"] == "PersistentVolumeClaim"))
+    return k8s.core.v1.PersistentVolumeClaim(
+        resource_name,
+        metadata=claim.apply(lambda o: o["metadata"]),
+        spec=claim.apply(lambda o: o["spec"]),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True)),
+    )
+
+
 class Team(pulumi.ComponentResource):
     """Creates, as children:
     - `<name>-platform`: StackReference to the platform stack;
@@ -63,6 +85,7 @@ class Team(pulumi.ComponentResource):
     - `<name>-secret-<secret>`: a Kubernetes Secret per entry of `secrets` (values stay Pulumi secrets);
     - `<name>-<workload>-token` (RandomPassword) and `<name>-<workload>-token-secret` (the Secret
       `<workload>-token`) for every devEnvironment: its access token, generated, never in config;
+    - `<name>-<workload>-home`: every devEnvironment's home PersistentVolumeClaim, retained on delete;
     - `<name>-<workload>`: a ConfigGroup of each workload's rendered objects; for distributedTraining
       the JobSet itself (replaced, not patched, when it changes).
 
@@ -121,6 +144,9 @@ class Team(pulumi.ComponentResource):
             if w.name in self.tokens:
                 needs.append(self.tokens[w.name])
             objects = rendered.apply(lambda by_name, n=w.name: by_name[n])
+            if isinstance(w, DevEnvironmentWorkload):
+                needs.append(_home_claim(f"{name}-{w.name}-home", objects, in_cluster))
+                objects = objects.apply(lambda objs: [o for o in objs if o["kind"] != "PersistentVolumeClaim"])
             if isinstance(w, DistributedTrainingWorkload):
                 self.workloads[w.name] = _jobset(f"{name}-{w.name}", objects, pulumi.ResourceOptions(
                     parent=self, provider=self.provider, depends_on=needs))
@@ -133,5 +159,6 @@ class Team(pulumi.ComponentResource):
                 skip_await=True,
                 opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=needs),
             )
-        self.namespace = spec.namespace
+        # The namespace the platform exported for the team (the convention only until its outputs arrive).
+        self.namespace = namespace
         self.register_outputs({"namespace": self.namespace, "workloads": sorted(self.workloads)})

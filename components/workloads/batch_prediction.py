@@ -37,7 +37,8 @@ def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
     env = [
         {"name": "CLOUDML_TEAM", "value": team},
         {"name": "CLOUDML_WORKLOAD", "value": workload.name},
-        # The Job's name: a CronJob's runs are told apart (e.g. to name their output files).
+        # The run's Job UID (see common.JOB_UID_LABEL): a CronJob's runs are told apart (e.g. to name
+        # their output files), and a retried pod of the same run keeps it.
         field_env(RUN_ID_ENV, f"metadata.labels['{JOB_UID_LABEL}']"),
         {"name": "CLOUDML_MODEL_DIR", "value": model_dir},
         *[{"name": "CLOUDML_MODEL_VERSION", "value": v} for v in version],

@@ -2,9 +2,11 @@
 
 The environment is a Job, not a Deployment, so that idling really releases its GPU: Jupyter shuts
 itself down after `idleTimeout` without activity and exits 0, the Job completes, the pod ends and its
-GPU goes back to the pool. TensorBoard runs as a native sidecar, so it stops with Jupyter. The home
-directory is an EFS PersistentVolumeClaim that outlives the pod. This module also provides the
-Service exposure (ClusterIP or internal NLB) that the tensorboard kind shares.
+GPU goes back to the pool. A session that never goes idle (a busy kernel, a program left running in
+a terminal) ends at `maxSessionDuration`, the Job's activeDeadlineSeconds. TensorBoard runs as a
+native sidecar, so it stops with Jupyter. The home directory is an EFS PersistentVolumeClaim that
+outlives the pod. This module also provides the Service exposure (ClusterIP or internal NLB) that
+the tensorboard kind shares.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from components.spec import (
     DEV_TENSORBOARD_MEMORY,
     KIND_RESERVED_PATHS,
     DevEnvironmentWorkload,
+    home_claim_name,
     token_secret_name,
 )
 from components.workloads.common import service_exposure
@@ -89,11 +92,13 @@ def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
     if not storage_class:
         raise RenderError(f"workload {workload.name}: the platform has no shared file system for the home volume")
     image = workload.image or context.team.defaults.dev_image
-    # The user's command replaces JupyterLab (and its idle shutdown); their args always follow.
-    main = list(workload.command) if workload.command else jupyter_command(workload.idle_timeout)
-    command, args = wrap_command(main, workload.args, workload.pre_commands, workload.post_commands)
+    # Always JupyterLab with its idle shutdown: the contract refuses a command of the user's own and
+    # args that would override cloudml's options; the user's args follow cloudml's.
+    command, args = wrap_command(
+        jupyter_command(workload.idle_timeout), workload.args, workload.pre_commands, workload.post_commands
+    )
     home_mount = {"name": HOME_VOLUME, "mountPath": HOME}
-    home_claim = f"{workload.name}-home"
+    home_claim = home_claim_name(workload.name)
     # cloudml's variables come last so a user's env of the same name cannot replace the token.
     env = shared["env"] + [
         {"name": "HOME", "value": HOME},
@@ -129,6 +134,9 @@ def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
         "home_size": workload.home_size,
         "storage_class": storage_class,
         "crash_restarts": CRASH_RESTARTS,
+        # The backstop for a session that never goes idle: the Job fails (DeadlineExceeded), its pod
+        # stops and the GPU is free; the finished Job is then deleted like a completed one.
+        "active_deadline": workload.max_session_duration,
         "finished_ttl": FINISHED_JOB_TTL_SECONDS,
         # Named targetPorts of native sidecars reach no EndpointSlice before Kubernetes 1.32
         # (kubernetes#127958): the Service targets port numbers.

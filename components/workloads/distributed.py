@@ -14,7 +14,7 @@ from typing import Any
 
 from components.labels import GPU_RESOURCE
 from components.render import WorkloadContext
-from components.spec import DistributedTrainingWorkload
+from components.spec import DistributedTrainingWorkload, jobset_job_name
 from components.workloads.common import field_env, run_env
 
 TF_PORT = 2222
@@ -69,9 +69,9 @@ def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
 
 def cluster_spec(jobset: str, replicas: dict[str, int]) -> dict[str, list[str]]:
     """TF_CONFIG's `cluster`: each task's stable JobSet hostname `<jobset>-<task>-0-<i>.<jobset>`
-    (the JobSet's headless Service is its subdomain, named after it)."""
+    (its Job's name and the pod's index; the JobSet's headless Service is its subdomain, named after it)."""
     return {
-        task: [f"{jobset}-{task}-0-{i}.{jobset}:{TF_PORT}" for i in range(count)]
+        task: [f"{jobset_job_name(jobset, task)}-{i}.{jobset}:{TF_PORT}" for i in range(count)]
         for task, count in replicas.items()
         if task not in NOT_IN_CLUSTER
     }

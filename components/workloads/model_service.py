@@ -11,7 +11,7 @@ import hashlib
 from typing import Any
 
 from components.render import RenderError, WorkloadContext, wrap_command
-from components.spec import AutoscaleSpec, BatchingSpec, ModelServiceWorkload
+from components.spec import AutoscaleSpec, BatchingSpec, ModelServiceWorkload, serving_config_map_name
 from components.workloads.common import service_exposure
 
 SERVER_BINARY = "tensorflow_model_server"
@@ -64,12 +64,13 @@ def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
         workload.pre_commands, workload.post_commands,
     )
     namespace = shared["namespace"]
+    config_map = serving_config_map_name(workload.name)
     return {
         **shared,
         "image": workload.image or team.defaults.serving_image,
         "command": command,
         "args": args,
-        "config_map": f"{workload.name}-serving",
+        "config_map": config_map,
         "config_files": config_files,
         "pod_annotations": {
             **shared["annotations"],
@@ -80,7 +81,7 @@ def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
             "prometheus.io/path": METRICS_PATH,
         },
         "pod_volumes": shared["pod_volumes"] + [
-            {"name": "serving-config", "configMap": {"name": f"{workload.name}-serving"}},
+            {"name": "serving-config", "configMap": {"name": config_map}},
             {"name": "serving-models", "persistentVolumeClaim": {"claimName": claims[MODELS_VOLUME_SOURCE], "readOnly": True}},
         ],
         "volume_mounts": shared["volume_mounts"] + [
@@ -203,17 +204,21 @@ def request_rate_query(namespace: str, deployment: str) -> str:
 
 
 def scaled_object_values(workload: ModelServiceWorkload, namespace: str, prometheus_url: str) -> dict[str, Any]:
+    """The ScaledObject's bounds, behaviour and triggers. A service without GPUs gets no GPU trigger (its
+    query would always answer 0 and hold it at the minimum); the contract makes it have another one."""
     autoscale: AutoscaleSpec = workload.autoscale
-    triggers = [{
-        "type": "prometheus",
-        # Value: the HPA scales by current replicas x average / target, the rule for an average.
-        "metricType": "Value",
-        "metadata": {
-            "serverAddress": prometheus_url,
-            "query": gpu_utilization_query(namespace, workload.name),
-            "threshold": str(autoscale.gpu_utilization),
-        },
-    }]
+    triggers = []
+    if workload.gpus:
+        triggers.append({
+            "type": "prometheus",
+            # Value: the HPA scales by current replicas x average / target, the rule for an average.
+            "metricType": "Value",
+            "metadata": {
+                "serverAddress": prometheus_url,
+                "query": gpu_utilization_query(namespace, workload.name),
+                "threshold": str(autoscale.gpu_utilization),
+            },
+        })
     if autoscale.requests_per_second is not None:
         triggers.append({
             "type": "prometheus",

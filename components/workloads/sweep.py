@@ -24,7 +24,7 @@ import random
 from typing import Any
 
 from components.render import RenderError, WorkloadContext, bucket_uri
-from components.spec import SweepWorkload
+from components.spec import SweepWorkload, trials_config_map_name
 from components.workloads.common import field_env, run_env
 
 # The Job controller writes each pod's completion index into this annotation (Indexed Jobs).
@@ -87,6 +87,17 @@ def trial_file(params: dict[str, Any]) -> str:
         raise RenderError(f"cannot write the sweep parameters {params!r} as JSON: {error}") from None
 
 
+def trial_files(workload: SweepWorkload) -> dict[str, str]:
+    """The trials ConfigMap's data: `<index>.json` -> that trial's parameters."""
+    return {f"{i}.json": trial_file(params) for i, params in enumerate(trials_of(workload))}
+
+
+def trials_config_bytes(workload: SweepWorkload) -> int:
+    """Bytes of the trials ConfigMap's data (keys and values, UTF-8): what the 1 MiB limit of a
+    Kubernetes object counts (the contract refuses a sweep above spec.MAX_SWEEP_CONFIG_BYTES)."""
+    return sum(len(key.encode()) + len(value.encode()) for key, value in trial_files(workload).items())
+
+
 def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
     workload: SweepWorkload = context.workload
     team, name = context.team.name, workload.name
@@ -100,15 +111,16 @@ def values(context: WorkloadContext, shared: dict[str, Any]) -> dict[str, Any]:
         {**var, "value": f"{var['value']}trial-{index}/"} if var["name"] in PER_TRIAL_DIRS else var
         for var in run_env(context)
     ]
-    trial_files = {f"{i}.json": trial_file(params) for i, params in enumerate(trials_of(workload))}
-    trials_hash = hashlib.sha256(json.dumps(trial_files).encode()).hexdigest()
+    files = trial_files(workload)
+    trials_hash = hashlib.sha256(json.dumps(files).encode()).hexdigest()
+    config_map = trials_config_map_name(name)
     return {
         **shared,
         "env": trial_env + run + shared["env"],
-        "trials_config_map": f"{name}-trials",
-        "trial_files": trial_files,
-        "completions": len(trial_files),
+        "trials_config_map": config_map,
+        "trial_files": files,
+        "completions": len(files),
         "pod_annotations": {**shared["annotations"], TRIALS_HASH_ANNOTATION: trials_hash},
-        "pod_volumes": [*shared["pod_volumes"], {"name": TRIALS_VOLUME, "configMap": {"name": f"{name}-trials"}}],
+        "pod_volumes": [*shared["pod_volumes"], {"name": TRIALS_VOLUME, "configMap": {"name": config_map}}],
         "volume_mounts": [*shared["volume_mounts"], {"name": TRIALS_VOLUME, "mountPath": TRIALS_MOUNT_PATH, "readOnly": True}],
     }

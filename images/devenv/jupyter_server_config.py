@@ -6,7 +6,7 @@ every `jupyter lab` in the image; command-line flags still win over it).
   terminals too, and the server exits once it has had no kernels, terminals or API activity for that
   long. The Job then completes and its GPU returns to the pool. These are the same settings the
   template passes as flags (components/workloads/dev_environment.py jupyter_command), so a server
-  started without them (`docker run`, a user's own command) idles out the same way.
+  started without them (`docker run`) idles out the same way.
 - Token: JUPYTER_TOKEN (the template fills it from the workload's Secret), never the command line.
   Without it the server refuses to start rather than run unauthenticated or print a token to logs.
 """
