@@ -177,7 +177,27 @@ class Registration:
     ignore_changes: list[str]
     replace_on_changes: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    aliases: list[str] = field(default_factory=list)  # earlier URNs this resource takes over
     read: bool = False  # an existing resource the program reads (StackReference), not one it creates
+
+
+def _alias_urns(request, urn: str) -> list[str]:
+    """The aliases of a registration as URNs: computed by the SDK (`aliasURNs`), or as alias specs
+    (name, type, parent URN) when the monitor takes those."""
+    urns = list(request.aliasURNs)
+    project_stack = urn.split("::")[:2]
+    for alias in getattr(request, "aliases", []):
+        if alias.HasField("urn"):
+            urns.append(alias.urn)
+            continue
+        spec = alias.spec
+        name = spec.name or request.name
+        type_ = spec.type or request.type
+        parent = spec.parentUrn or request.parent
+        parent_type = parent.split("::")[2] if parent.count("::") >= 3 else ""
+        qualified = f"{parent_type}${type_}" if parent_type and parent_type != "pulumi:pulumi:Stack" else type_
+        urns.append("::".join([*project_stack, qualified, name]))
+    return urns
 
 
 class RecordingMonitor(MockMonitor):
@@ -208,6 +228,7 @@ class RecordingMonitor(MockMonitor):
             ignore_changes=list(request.ignoreChanges),
             replace_on_changes=list(request.replaceOnChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
+            aliases=sorted(_alias_urns(request, response.urn)),
         ))
         return response
 

@@ -173,7 +173,8 @@ class Planner:
     def _plan_program(self, stack: StackFile, project: PulumiProject) -> StackPlan:
         """Another project's program: its resources and the guardrails; no GPU budget (that needs
         cloudml's contract), and no stack references (nothing here can plan the stacks it reads)."""
-        run = run_program(stack, program=project.program(), project=project.name)
+        with project.activated():
+            run = run_program(stack, program=project.program(), project=project.name)
         planned = _build(stack, "program", run, [], {})
         planned.project = project.name
         return planned
@@ -268,6 +269,7 @@ def resource_record(registration: Registration) -> dict:
         "ignoreChanges": registration.ignore_changes,
         "replaceOnChanges": registration.replace_on_changes,
         "deleteBeforeReplace": registration.delete_before_replace,
+        "aliases": registration.aliases,
         "provider": registration.provider,
         "inputs": redact(registration.inputs),
     }

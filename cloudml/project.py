@@ -5,6 +5,8 @@ deserve the same guardrails as cloudml's stacks. `PulumiProject.load(DIR)` reads
 way the Pulumi CLI does (project `name`, `runtime` python, `main`, `stackConfigDir`) and gives the
 program as a function that `cloudml.engine.run_program` runs under the same mocks: the program's
 directory is the working directory and the first import path, as under `pulumi preview`.
+Not read: `config:` defaults declared in Pulumi.yaml (put values in the stack file) and `pulumi
+config` set outside the stack file; a program that reads only its stack file plans as it previews.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import os
 import runpy
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,15 +74,26 @@ class PulumiProject:
         return cls(directory=directory, name=name, main=main, stacks_dir=stacks_dir)
 
     def program(self) -> Callable[[], None]:
-        """The program as a function: run DIR's main file as `__main__` from DIR, as Pulumi does."""
-        def run() -> None:
-            directory, main = str(self.directory.resolve()), str(self.main.resolve())
-            previous = os.getcwd()
-            sys.path.insert(0, directory)
-            os.chdir(directory)
-            try:
-                runpy.run_path(main, run_name="__main__")
-            finally:
-                os.chdir(previous)
+        """The program as a function: DIR's main file run as `__main__` (inside `activated()`)."""
+        main = str(self.main.resolve())
+        return lambda: runpy.run_path(main, run_name="__main__")
+
+    @contextmanager
+    def activated(self) -> Iterator[None]:
+        """For one whole run, applies included: the program's directory as the working directory and
+        the first import path, as under `pulumi preview`; afterwards the old ones back, and the
+        project's own modules forgotten, so the next stack imports (and declares) them afresh."""
+        directory = str(self.main.parent.resolve())
+        previous, modules = os.getcwd(), set(sys.modules)
+        sys.path.insert(0, directory)
+        os.chdir(directory)
+        try:
+            yield
+        finally:
+            os.chdir(previous)
+            if directory in sys.path:
                 sys.path.remove(directory)
-        return run
+            for name in set(sys.modules) - modules:
+                origin = getattr(sys.modules[name], "__file__", None) or ""
+                if origin.startswith(directory + os.sep):
+                    del sys.modules[name]

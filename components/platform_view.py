@@ -182,7 +182,7 @@ def _capacity_problems(team: TeamSpec, platform: PlatformView, i: int, workload:
     parallelism beyond it only pretends."""
     pods = concurrent_gpus(workload) // gpus
     fit = platform.pods_that_fit(gpu_type, gpus)
-    if pods <= fit:
+    if pods <= fit or isinstance(workload, SweepWorkload):  # trials beyond it queue: a warning
         return []
     if isinstance(workload, DistributedTrainingWorkload):
         field, value = "workers", workload.workers
@@ -195,10 +195,6 @@ def _capacity_problems(team: TeamSpec, platform: PlatformView, i: int, workload:
         consequence = "the pods beyond that would stay Pending, and a rollout's extra pod could never start"
         fix = (f"use {fit - 1} or fewer replicas (a rollout starts one pod more)" if fit > 1
                else "a rollout starts one pod more than the replicas, so the pools must hold 2 or more")
-    elif isinstance(workload, SweepWorkload):
-        field, value = "parallelism", workload.parallelism
-        consequence = "the trials beyond that would only wait as Pending pods"
-        fix = f"set parallelism to {fit} or less"
     else:  # one pod: only a platform whose pools of that type have no nodes at their max size
         field, value = "gpus", gpus
         consequence = "the pod would stay Pending"
@@ -278,11 +274,26 @@ def _quota_problems(team: TeamSpec, platform: PlatformView) -> list[ConfigProble
 
 
 def team_platform_warnings(team: TeamSpec, platform: PlatformView) -> list[str]:
-    """Allowed, but worth a look: the stack can use nearly all of one of the team's quotas."""
+    """Allowed, but worth a look: the stack can use nearly all of one of the team's quotas, or a
+    sweep runs more trials at once than its pools can ever hold (the rest only queue)."""
+    warnings = []
+    for i, workload in enumerate(team.workloads):
+        gpus = requested_gpus(workload)
+        gpu_type = workload.gpu_type or team.defaults.gpu_type
+        if not isinstance(workload, SweepWorkload) or gpus == 0 or not 0 < gpus <= platform.gpus_per_node(gpu_type):
+            continue
+        fit = platform.pods_that_fit(gpu_type, gpus)
+        if workload.parallelism > fit:
+            warnings.append(
+                f"{format_path(TEAM_KEY, ['workloads', i, 'parallelism'])}: {workload_ref(workload)} runs "
+                f"{workload.parallelism} trials of {gpus} {gpu_type} GPU(s) at once, but the {gpu_type} pools of "
+                f"{team.platform_stack} hold at most {fit} at their max size; the others wait as Pending pods "
+                f"(set parallelism to {fit} or less, or ask the platform team to raise the max of the {gpu_type} pools)"
+            )
     tenancy = platform.teams.get(team.name)
     if tenancy is None:
-        return []
-    return [
+        return warnings
+    return warnings + [
         f"{TEAM_KEY}.workloads: can hold {usage.show(usage.total)} of the team's {usage.show(usage.quota)} "
         f"{usage.resource} at once; runs started by hand or other stacks of the team may wait for {usage.resource}"
         for usage in _usages(team, tenancy)

@@ -498,6 +498,7 @@ def test_group_metrics_are_enabled_on_each_gpu_asg(sample):
         assert inputs["targets"] == [{"key": "ParameterValues", "values": [seen["asgs"][pool]]}]
         assert inputs["parameters"] == {"AutomationAssumeRole": seen["asg_metrics_role"]}
         assert inputs["waitForSuccessTimeoutSeconds"] == 600
+        assert inputs["scheduleExpression"] == "rate(1 day)"  # a failed first run is retried
         assert resources[f"{NAME}-asg-metrics-policy"]["urn"] in association["dependsOn"]
 
 

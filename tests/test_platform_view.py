@@ -168,15 +168,19 @@ def test_service_whose_rollout_pod_cannot_fit_is_refused():
         "cloudml:team.workloads[0].replicas: (workload serve) runs 5 pods of 4 a10g GPU(s) at once")
 
 
-def test_sweep_parallelism_beyond_the_pools_is_refused():
+def test_sweep_parallelism_beyond_the_pools_is_a_warning_not_an_error():
+    """Trials beyond what the pools hold queue and run later (unlike a distributed job's workers,
+    which wait for each other): the stack is allowed, with a warning that says so."""
     sweep = {"kind": "sweep", "name": "lr", "command": ["python"], "gpus": 1, "gpuType": "l4",
              "parameters": {"LR": list(range(10))}, "parallelism": 9}
-    assert check(sweep) == [
-        "cloudml:team.workloads[0].parallelism: (workload lr) runs 9 pods of 1 l4 GPU(s) at once, but the l4 pools "
-        "of org/cloudml/platform-x hold at most 8 such pods at their max size; the trials beyond that would only "
-        "wait as Pending pods (got 9). Fix: set parallelism to 8 or less, or ask the platform team to raise the max "
-        "of the l4 pools"
+    assert check(sweep) == []
+    spec = load_team(team_config(sweep))
+    assert team_platform_warnings(spec, platform_view()) == [
+        "cloudml:team.workloads[0].parallelism: (workload lr) runs 9 trials of 1 l4 GPU(s) at once, but the l4 "
+        "pools of org/cloudml/platform-x hold at most 8 at their max size; the others wait as Pending pods (set "
+        "parallelism to 8 or less, or ask the platform team to raise the max of the l4 pools)"
     ]
+    assert team_platform_warnings(load_team(team_config({**sweep, "parallelism": 8})), platform_view()) == []
 
 
 def test_pools_of_the_same_gpu_type_add_up():

@@ -75,6 +75,14 @@ def test_a_dev_environments_home_claim_outlives_the_environment(sample_plans):
     resources = by_name(plan)
     home = resources["nlp-bob-home"]
     assert (home["retainOnDelete"], home["protect"]) == (True, False)
+    # It takes over the claim earlier versions kept in the ConfigGroup (named as yaml/v2 names it) rather
+    # than deleting that one, and the person's files with it.
+    # (The SDK computes the alias URN under the mocks with the root stack's type in the chain; the
+    # engine resolves the alias from its name and parent URN.)
+    [alias] = home["aliases"]
+    assert alias.startswith("urn:pulumi:team-nlp::cloudml::")
+    assert alias.endswith("cloudml:team:Team$kubernetes:yaml/v2:ConfigGroup$kubernetes:core/v1:PersistentVolumeClaim"
+                          "::nlp-bob:team-nlp/bob-home")
     assert home["inputs"]["metadata"]["name"] == "bob-home"
     assert home["inputs"]["metadata"]["namespace"] == "team-nlp"
     assert home["inputs"]["spec"]["accessModes"] == ["ReadWriteMany"]

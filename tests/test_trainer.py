@@ -191,8 +191,8 @@ def test_a_restarted_run_resumes_from_the_latest_checkpoint_and_the_step_continu
 @pytest.mark.parametrize("model_version", [7, None], ids=["model-version", "auto-version"])
 def test_a_restart_after_the_export_resumes_at_the_target_and_exports_exactly_once(model_version, tmp_path, monkeypatch, capsys):
     """The chief exported, then died before exiting; the restarted pod (same command, same run
-    directories) resumes at the target step. Proves: it completes (no FileExistsError for
-    --model-version), the model directory still holds exactly the first attempt's version, untouched
+    directories) resumes at the target step. Proves: it completes (no FileExistsError for its own
+    --model-version; another run's version is refused), the model directory still holds exactly the first attempt's version, untouched
     (no duplicate auto version), and the skip is reported. Auto version: a crash after the version
     was chosen but before the export finished makes the restart export that same version."""
     clean_env(monkeypatch, **run_dirs(tmp_path))
@@ -208,9 +208,6 @@ def test_a_restart_after_the_export_resumes_at_the_target_and_exports_exactly_on
     written = saved_model.stat().st_mtime_ns
     marker = tmp_path / "checkpoints" / training.EXPORT_MARKER
     assert json.loads(marker.read_text())["version"] == version
-    if model_version is not None:
-        marker.unlink()  # a fixed version is skipped because it holds saved_model.pb, whoever wrote it
-
     assert cli.main(args) == 0  # the restart
     second = capsys.readouterr().out
     assert (event(second, "start")["step"], event(second, "start")["restored"]) == (20, "ckpt-20")
@@ -218,6 +215,11 @@ def test_a_restart_after_the_export_resumes_at_the_target_and_exports_exactly_on
     assert f"model version {version} at {model_dir / str(version)}: " in second
     assert versions(model_dir) == [version] and saved_model.stat().st_mtime_ns == written
     if model_version is not None:
+        # Without this run's marker the version is another run's: refused, neither overwritten nor claimed.
+        marker.unlink()
+        with pytest.raises(FileExistsError, match=f"model version {version} at .* was exported by another run"):
+            cli.main(args)
+        assert versions(model_dir) == [version] and saved_model.stat().st_mtime_ns == written
         return
 
     # The crash window before the export was complete: the version is recorded, its directory missing.

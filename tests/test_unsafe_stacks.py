@@ -129,3 +129,31 @@ def test_a_failing_program_is_reported_as_its_own_failure_not_cloudmls(tmp_path)
     assert err.startswith(f"the program of project broken ({tmp_path / '__main__.py'}) failed while planning dev: "
                           "ValueError: no bucket name given")
     assert "report it" not in err
+
+
+def test_a_projects_own_modules_are_imported_afresh_for_each_stack_and_cwd_is_kept_for_applies(tmp_path) -> None:
+    """A module the program imports from its directory declares resources at import time: each stack
+    of `--all` must get them (not a cached module from the stack before), and an apply that runs
+    after the program returned still sees the program's directory as its working directory."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: proj\nruntime: python\n", encoding="utf-8")
+    (project / "shared_settings.py").write_text(
+        "import pulumi, pulumi_kubernetes as k8s\n"
+        "k8s.core.v1.ConfigMap('settings', metadata={'name': 'settings', 'namespace': 'cloudml-system'},"
+        " data={'stack': pulumi.get_stack()})\n", encoding="utf-8")
+    (project / "motd.txt").write_text("hello\n", encoding="utf-8")
+    (project / "__main__.py").write_text(
+        "import pulumi, pulumi_kubernetes as k8s\nimport shared_settings\n"
+        "text = pulumi.Output.from_input('motd.txt').apply(lambda p: open(p, encoding='utf-8').read().strip())\n"
+        "k8s.core.v1.ConfigMap('motd', metadata={'name': 'motd', 'namespace': 'cloudml-system'}, data={'motd': text})\n",
+        encoding="utf-8")
+    for name in ("one", "two"):
+        (project / f"Pulumi.{name}.yaml").write_text("config: {}\n", encoding="utf-8")
+    code, out, err = cli("--all", "--project", project, "--out", tmp_path / "out")
+    assert (code, err) == (0, ""), out
+    for name in ("one", "two"):
+        plan = json.loads((tmp_path / "out" / name / "plan.json").read_text(encoding="utf-8"))
+        data = {o["object"]["metadata"]["name"]: o["object"]["data"] for o in plan["kubernetesObjects"]}
+        assert data == {"settings": {"stack": name}, "motd": {"motd": "hello"}}
+    assert "shared_settings" not in __import__("sys").modules

@@ -32,6 +32,7 @@ from components.platform.cluster_addons import DEFAULT_STORAGE_CLASS
 from components.platform.irsa import ServiceAccountRole
 from components.platform.monitoring_alerting import (
     ASG_METRICS_PARAMETER,
+    ASG_METRICS_SCHEDULE,
     ASG_METRICS_WAIT_SECONDS,
     ASG_NOTIFICATIONS,
     EKS_ALARMS,
@@ -431,6 +432,7 @@ class Monitoring(pulumi.ComponentResource):
                 targets=[aws.ssm.AssociationTargetArgs(key="ParameterValues", values=[asg_name])],
                 # `pulumi up` fails loudly when the runbook did not enable the metrics.
                 wait_for_success_timeout_seconds=ASG_METRICS_WAIT_SECONDS,
+                schedule_expression=ASG_METRICS_SCHEDULE,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.asg_metrics_policy]))
             if pools[pool].min == pools[pool].max:
                 continue  # a fixed-size pool is always at its max: nothing to alarm on

@@ -181,6 +181,9 @@ GROUP_METRICS_GRANULARITY = "1Minute"  # the only granularity EC2 Auto Scaling a
 ASG_METRICS_PARAMETER = "AutoScalingGroupName"
 # `pulumi up` waits this long for the association's first run to succeed, and fails if it does not.
 ASG_METRICS_WAIT_SECONDS = 600
+# Run again daily: a first run that failed (a role IAM has not propagated yet) gets another chance,
+# and metrics switched off by hand come back. EnableMetricsCollection is idempotent.
+ASG_METRICS_SCHEDULE = "rate(1 day)"
 # A pool whose desired size has been at its max for 30 minutes (as the NodePoolAtMaxSize
 # Prometheus alert): pending GPU pods cannot get a node. Minimum over each 5-minute period, so one
 # 5 minutes below max resets the count.

@@ -12,6 +12,7 @@ from components.labels import MANAGED_BY, PART_OF, TEAM_LABEL, WORKLOAD_LABEL
 from components.render import RenderError, WorkloadContext, render
 from components.spec import DevEnvironmentWorkload, DistributedTrainingWorkload, TeamSpec
 from components.workloads.distributed import JOBSET_API_VERSION
+from components.spec import home_claim_name
 from components.workloads.dev_environment import TOKEN_SECRET_KEY, token_secret_name
 
 # Jupyter's access token: 48 letters and digits (~285 bits), safe in a URL and a header.
@@ -65,16 +66,23 @@ def _jobset(name: str, objects: pulumi.Output, opts: pulumi.ResourceOptions) -> 
     )
 
 
-def _home_claim(resource_name: str, objects: pulumi.Output, opts: pulumi.ResourceOptions) -> k8s.core.v1.PersistentVolumeClaim:
+def _home_claim(team: pulumi.Resource, group: str, namespace: str, claim_name: str, objects: pulumi.Output,
+                opts: pulumi.ResourceOptions) -> k8s.core.v1.PersistentVolumeClaim:
     """A dev environment's home claim as a resource of its own, retained on delete: removing or
     renaming the environment must not delete a person's files (a ConfigGroup child would be deleted
-    with it). Added back, the environment's claim is adopted again (server-side apply upserts)."""
+    with it). Added back, the environment's claim is adopted again (server-side apply upserts).
+
+    Earlier versions kept the claim in the workload's ConfigGroup (yaml/v2 names it
+    `<group>:<namespace>/<name>`): the alias makes this resource take that one over instead of
+    deleting it, and with it the EFS access point and the files."""
     claim = objects.apply(lambda objs: next(o for o in objs if o["kind"] == "PersistentVolumeClaim"))
+    was_in_group = pulumi.Alias(name=f"{group}:{namespace}/{claim_name}",
+                                parent=pulumi.create_urn(group, "kubernetes:yaml/v2:ConfigGroup", parent=team))
     return k8s.core.v1.PersistentVolumeClaim(
-        resource_name,
+        f"{group}-home",
         metadata=claim.apply(lambda o: o["metadata"]),
         spec=claim.apply(lambda o: o["spec"]),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True)),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True, aliases=[was_in_group])),
     )
 
 
@@ -145,7 +153,7 @@ class Team(pulumi.ComponentResource):
                 needs.append(self.tokens[w.name])
             objects = rendered.apply(lambda by_name, n=w.name: by_name[n])
             if isinstance(w, DevEnvironmentWorkload):
-                needs.append(_home_claim(f"{name}-{w.name}-home", objects, in_cluster))
+                needs.append(_home_claim(self, f"{name}-{w.name}", spec.namespace, home_claim_name(w.name), objects, in_cluster))
                 objects = objects.apply(lambda objs: [o for o in objs if o["kind"] != "PersistentVolumeClaim"])
             if isinstance(w, DistributedTrainingWorkload):
                 self.workloads[w.name] = _jobset(f"{name}-{w.name}", objects, pulumi.ResourceOptions(

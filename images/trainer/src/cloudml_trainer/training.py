@@ -433,10 +433,13 @@ def export(hp, task, model, model_uri: str | None, marker_uri: str | None = None
     version, ours = export_version(model_uri, hp.model_version, marker_uri, step)
     path = storage.join(model_uri, str(version))
     present = storage.list_children(path)
+    if SAVED_MODEL_FILE in present and not ours:
+        # Another run's model: never overwritten, and never reported as this run's export.
+        raise FileExistsError(f"model version {version} at {path} was exported by another run; "
+                              "choose another --model-version, or leave it out to take the next free version")
     if SAVED_MODEL_FILE in present:
-        why = ("this run already exported it (restarted after the export)" if ours else
-               "it exists already (another run, or this run before a restart); not overwriting it")
-        print(f"cloudml_trainer: model version {version} at {path}: {why}", flush=True)
+        print(f"cloudml_trainer: model version {version} at {path}: this run already exported it "
+              "(restarted after the export); not exporting again", flush=True)
         emit("export", version=version, path=path, skipped=True)
         return {"version": version, "path": path, "skipped": True}
     if present and not storage.is_s3(model_uri):
