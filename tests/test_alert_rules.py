@@ -119,37 +119,40 @@ def test_every_alert_has_a_firing_and_a_silent_case():
     assert silent == ALERTS
 
 
-def _run(rules, tmp_path, tests):
-    result = run_unit_tests(rules_file(rules, tmp_path / "rules.yaml"), tests, tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
+def _unit_tests(rules, tmp_path, tests) -> subprocess.CompletedProcess:
+    """`promtool test rules` of these cases over the rendered rules."""
+    return run_unit_tests(rules_file(rules, tmp_path / "rules.yaml"), tests, tmp_path)
+
+
+def _passed(result: subprocess.CompletedProcess) -> bool:
+    return result.returncode == 0 and "SUCCESS" in result.stdout
 
 
 @pytest.mark.parametrize("case", all_cases(), ids=lambda c: f"{c['alert_rule_test'][0]['alertname']}: {c['name']}")
 def test_alert_unit_case(rules, tmp_path, case):
-    _run(rules, tmp_path, [case])
+    """The alert fires with the expected labels and annotations on its bad series, or stays silent."""
+    result = _unit_tests(rules, tmp_path, [case])
+    assert _passed(result), result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("case", recording_cases() + keda_cases(), ids=lambda c: c["name"])
 def test_expression_unit_case(rules, tmp_path, case):
-    _run(rules, tmp_path, [case])
+    """The recording rule or KEDA query evaluates to exactly the expected samples."""
+    result = _unit_tests(rules, tmp_path, [case])
+    assert _passed(result), result.stdout + result.stderr
 
 
 def test_a_wrong_expectation_fails_the_unit_test(rules, tmp_path):
     """promtool does fail a case whose expectation is wrong (the suite above is not vacuous)."""
     case = recording_cases()[1]
     case["promql_expr_test"][0]["exp_samples"][1]["value"] = 71
-    result = run_unit_tests(rules_file(rules, tmp_path / "rules.yaml"), [case], tmp_path)
+    result = _unit_tests(rules, tmp_path, [case])
     assert result.returncode == 1
     assert "FAILED" in result.stdout + result.stderr
 
 
 def _expr(rules, alert):
     return next(r for r in all_rules(rules) if r.get("alert") == alert)
-
-
-def _run_quiet(rules, tmp_path, tests) -> subprocess.CompletedProcess:
-    return run_unit_tests(rules_file(rules, tmp_path / "rules.yaml"), tests, tmp_path)
 
 
 def _xid_case(name: str) -> dict:
@@ -161,13 +164,13 @@ def test_xid_series_switch_needs_the_uuid_key(rules, tmp_path):
     label a new code is a new series, which a per-series changes() never sees change (and the GPU
     is not new), so that rule misses the XID 79 the real one reports."""
     case = _xid_case("XID 79 on a GPU: the err_code 0 series ends, the err_code 79 series begins")
-    assert _run_quiet(rules, tmp_path, [case]).returncode == 0
+    assert _unit_tests(rules, tmp_path, [case]).returncode == 0
     mutated = copy.deepcopy(rules)
     for rule in all_rules(mutated):
         if rule.get("alert") == "GpuXidError":
             rule["expr"] = ('label_replace(DCGM_FI_DEV_XID_ERRORS > 0 and changes(DCGM_FI_DEV_XID_ERRORS[10m]) > 0, '
                             '"team", "$1", "namespace", "team-(.+)")')
-    result = _run_quiet(mutated, tmp_path, [case])
+    result = _unit_tests(mutated, tmp_path, [case])
     assert result.returncode == 1 and "GpuXidError" in result.stdout + result.stderr
 
 
@@ -233,7 +236,8 @@ def test_promtool_parses_every_activation_query(tmp_path):
 def test_activation_query_returns_one_value(rules, tmp_path):
     """WAKE_QUERY over a gateway's request counters returns a single sample (KEDA needs one value):
     3 requests a second to the service's route, the other route left out."""
-    _run(rules, tmp_path, [activation_case(WAKE_QUERY, "resnet")])
+    result = _unit_tests(rules, tmp_path, [activation_case(WAKE_QUERY, "resnet")])
+    assert _passed(result), result.stdout + result.stderr
 
 
 def test_thresholds_come_from_the_monitoring_config(platform):

@@ -150,6 +150,17 @@ def pod_template(jobset: dict, task: str) -> dict:
     return rjob["template"]["spec"]["template"]
 
 
+def run_to_completion(pods: list[Pod]) -> None:
+    """Start every pod, wait for all to exit, and never leave a process behind."""
+    try:
+        for pod in pods:
+            pod.start()
+        wait_all(pods)
+    finally:
+        for pod in pods:
+            pod.kill()
+
+
 def wait_all(pods: list[Pod], timeout: float = PROCESS_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     for pod in pods:
@@ -174,13 +185,7 @@ def test_sample_multi_worker_jobset_trains_on_every_pod_and_the_chief_exports(tm
     jobset = sample_jobset("team-vision", "resnet-dist")
     pods = pods_of(jobset, tmp_path, MW_ARGS, loopback(next(jobset_pods(jobset)).tf_config["cluster"]), 0, "uid-mw")
     assert [p.name for p in pods] == ["worker-0", "worker-1"]
-    try:
-        for pod in pods:
-            pod.start()
-        wait_all(pods)
-    finally:
-        for pod in pods:
-            pod.kill()
+    run_to_completion(pods)
     for pod in pods:
         start, done = pod.event("start"), pod.event("done")
         assert (start["strategy"], start["step"], done["step"]) == ("CollectiveAllReduceStrategy", 0, 200)
@@ -212,13 +217,7 @@ def test_multi_worker_with_a_chief_trains_on_both_and_only_the_chief_exports(tmp
     pods = pods_of(jobset, tmp_path, CHIEF_ARGS, loopback(cluster), 0, "uid-chief")
     by_name = {p.name: p for p in pods}
     assert sorted(by_name) == ["chief-0", "worker-0"]
-    try:
-        for pod in pods:
-            pod.start()
-        wait_all(pods)
-    finally:
-        for pod in pods:
-            pod.kill()
+    run_to_completion(pods)
     for pod in pods:
         start, done = pod.event("start"), pod.event("done")
         assert (start["strategy"], start["replicas"], done["step"]) == ("CollectiveAllReduceStrategy", 2, 100), pod.name
@@ -305,13 +304,7 @@ def test_a_killed_worker_and_a_group_restart_resume_from_the_checkpoint(tmp_path
     # restart attempt 1 of the same JobSet (same UID): new Jobs, new pods, same run directories.
     second = pods_of(jobset, tmp_path, FAULT_ARGS, loopback(cluster), attempt=1, uid="uid-fault")
     assert run_dir(second, "CLOUDML_CHECKPOINT_DIR") == checkpoints
-    try:
-        for pod in second:
-            pod.start()
-        wait_all(second)
-    finally:
-        for pod in second:
-            pod.kill()
+    run_to_completion(second)
     for pod in second:
         start = pod.event("start")
         assert (start["step"], start["restored"]) == (saved, f"ckpt-{saved}"), pod.name

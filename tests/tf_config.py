@@ -112,6 +112,32 @@ def _value_from(source: Mapping, labels, annotations, pod_spec, namespace, secre
     raise ValueError(f"env source {sorted(source)} not supported by this helper")
 
 
+def _pod(template: dict, labels: dict, index: int, indexed: bool, container: str, namespace: str,
+         secrets: Mapping[tuple[str, str], str] | None, task: str, hostname: str, subdomain: str | None) -> PodEnv:
+    """One pod of a Job's `template` with the controller's `labels`: for an Indexed Job the completion
+    index label and annotation (and JOB_COMPLETION_INDEX), then the container env as the kubelet
+    builds it. A hostname or subdomain in the template wins over the controller's."""
+    annotations = dict(template.get("metadata", {}).get("annotations", {}))
+    if indexed:
+        labels[COMPLETION_INDEX] = annotations[COMPLETION_INDEX] = str(index)
+    (main,) = [c for c in template["spec"]["containers"] if c["name"] == container]
+    env = list(main.get("env", []))
+    if indexed and not any(e["name"] == JOB_COMPLETION_INDEX_ENV for e in env):
+        env.append({"name": JOB_COMPLETION_INDEX_ENV,
+                    "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{COMPLETION_INDEX}']"}}})
+    values = container_env(env, labels, annotations, template["spec"], namespace, secrets)
+    return PodEnv(
+        task=task,
+        index=index,
+        hostname=template["spec"].get("hostname") or hostname,
+        subdomain=template["spec"].get("subdomain") or subdomain,
+        labels=labels,
+        annotations=annotations,
+        env=values,
+        tf_config=json.loads(values["TF_CONFIG"]) if "TF_CONFIG" in values else None,
+    )
+
+
 def jobset_pods(jobset: dict, container: str = "main", secrets: Mapping[tuple[str, str], str] | None = None,
                 restart_attempt: int = 0, jobset_uid: str = "0f1e2d3c-jobset-uid") -> Iterator[PodEnv]:
     """Every pod of `jobset` (a rendered JobSet object), with its environment. `jobset_uid` stands for
@@ -140,25 +166,8 @@ def jobset_pods(jobset: dict, container: str = "main", secrets: Mapping[tuple[st
                     "batch.kubernetes.io/controller-uid": f"{job_name}-uid-attempt-{restart_attempt}",
                     "job-name": job_name,
                 }
-                annotations = dict(template.get("metadata", {}).get("annotations", {}))
-                if indexed:
-                    labels[COMPLETION_INDEX] = annotations[COMPLETION_INDEX] = str(index)
-                (main,) = [c for c in template["spec"]["containers"] if c["name"] == container]
-                env = list(main.get("env", []))
-                if indexed and not any(e["name"] == JOB_COMPLETION_INDEX_ENV for e in env):
-                    env.append({"name": JOB_COMPLETION_INDEX_ENV,
-                                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{COMPLETION_INDEX}']"}}})
-                values = container_env(env, labels, annotations, template["spec"], namespace, secrets)
-                yield PodEnv(
-                    task=rjob["name"],
-                    index=index,
-                    hostname=template["spec"].get("hostname") or (f"{job_name}-{index}" if indexed else job_name),
-                    subdomain=template["spec"].get("subdomain") or subdomain,
-                    labels=labels,
-                    annotations=annotations,
-                    env=values,
-                    tf_config=json.loads(values["TF_CONFIG"]) if "TF_CONFIG" in values else None,
-                )
+                yield _pod(template, labels, index, indexed, container, namespace, secrets, task=rjob["name"],
+                           hostname=f"{job_name}-{index}" if indexed else job_name, subdomain=subdomain)
 
 
 JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
@@ -183,22 +192,5 @@ def job_pods(job: dict, container: str = "main", secrets: Mapping[tuple[str, str
             "controller-uid": job_uid,
             "job-name": name,
         }
-        annotations = dict(template.get("metadata", {}).get("annotations", {}))
-        if indexed:
-            labels[COMPLETION_INDEX] = annotations[COMPLETION_INDEX] = str(index)
-        (main,) = [c for c in template["spec"]["containers"] if c["name"] == container]
-        env = list(main.get("env", []))
-        if indexed and not any(e["name"] == JOB_COMPLETION_INDEX_ENV for e in env):
-            env.append({"name": JOB_COMPLETION_INDEX_ENV,
-                        "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{COMPLETION_INDEX}']"}}})
-        values = container_env(env, labels, annotations, template["spec"], namespace, secrets)
-        yield PodEnv(
-            task=name,
-            index=index,
-            hostname=template["spec"].get("hostname") or (f"{name}-{index}" if indexed else name),
-            subdomain=template["spec"].get("subdomain"),
-            labels=labels,
-            annotations=annotations,
-            env=values,
-            tf_config=json.loads(values["TF_CONFIG"]) if "TF_CONFIG" in values else None,
-        )
+        yield _pod(template, labels, index, indexed, container, namespace, secrets, task=name,
+                   hostname=f"{name}-{index}" if indexed else name, subdomain=None)
